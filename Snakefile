@@ -1,0 +1,20 @@
+# gemsft: GEM (Li et al., ICLR 2025) end to end.
+# world -> pretrain -> SFT with every objective -> (sampling, scoring, evaluation, report: later stages)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/world.smk"
+include: "rules/pretrain.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,21 @@
+# The base model (Section 6 uses Llama-3.1-8B): here a BPE tokenizer and a tiny Llama trained from
+# scratch with cross-entropy on the world's corpus, saved like a hub model.
+
+
+rule pretrain:
+    input:
+        "results/world",
+    output:
+        model=directory("results/base/{model}"),
+        metrics="results/base/{model}.metrics.json",
+    params:
+        corpus=world_file("pretrain"),
+        checkpoints="results/checkpoints/pretrain/{model}",
+        model_cfg=config["model"],
+        pretrain_cfg=config["pretrain"],
+    log:
+        "results/logs/pretrain/{model}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{model}.tsv"
+    script:
+        "../workflow/scripts/pretrain.py"

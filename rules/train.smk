@@ -1,0 +1,28 @@
+# Supervised fine-tuning (Section 6): the base model on the narrow SFT data with one objective
+# (CE, CE + weight decay, NEFT, CE + entropy, GEM linear / log-sigmoid) at one beta and one seed.
+# Checkpoints live outside the output so an interrupted run resumes where it stopped.
+
+
+rule trained_models:
+    input:
+        trained_models(),
+
+
+rule train:
+    input:
+        base=base_model_input,
+        world="results/world",
+    output:
+        model=directory("results/sft/{model}/{objective}/beta-{beta}/seed-{seed}/model"),
+        metrics="results/sft/{model}/{objective}/beta-{beta}/seed-{seed}/train_metrics.json",
+    params:
+        base=base_model_dir,
+        data=world_file("sft_train"),
+        checkpoints=sft_checkpoint_dir,
+        train_cfg=config["train"],
+    log:
+        "results/logs/train/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    script:
+        "../workflow/scripts/train.py"

@@ -1,0 +1,61 @@
+"""Config validation and the run matrix that the rules expand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jsonschema
+
+from .losses import get_objective
+
+NO_BETA = "na"  # beta label of objectives that have no beta
+
+
+@dataclass(frozen=True)
+class Run:
+    """One SFT run; its fields name its output path."""
+
+    model: str
+    objective: str
+    beta: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.model}/{self.objective}/beta-{self.beta}/seed-{self.seed}"
+
+
+def beta_label(beta: float) -> str:
+    return f"{float(beta):g}"
+
+
+def sft_runs(config: dict) -> list[Run]:
+    """Every (objective, beta, seed) of the config: GEM objectives at each beta, others once."""
+    train, model = config["train"], config["model"]["name"]
+    runs = []
+    for name in train["objectives"]:
+        betas = [beta_label(b) for b in train["gem_betas"]] if get_objective(name).uses_beta else [NO_BETA]
+        runs.extend(Run(model, name, beta, seed) for beta in betas for seed in train["seeds"])
+    return runs
+
+
+def parse_beta(label: str) -> float | None:
+    return None if label == NO_BETA else float(label)
+
+
+def validate_config(config: dict, schema_path: str) -> None:
+    """Validate with snakemake (which also fills defaults); report a violation in one line."""
+    from snakemake.utils import validate
+
+    try:
+        validate(config, schema_path)
+    except Exception as err:
+        import yaml
+
+        with open(schema_path) as f:
+            schema = yaml.safe_load(f)
+        best = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+        if best is None:
+            raise
+        key = ".".join(str(p) for p in best.absolute_path) or "<top level>"
+        raise ValueError(f"invalid config at '{key}': {best.message}") from None
