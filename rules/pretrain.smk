@@ -17,5 +17,7 @@ rule pretrain:
         "results/logs/pretrain/{model}.log",
     benchmark:
         "results/benchmarks/pretrain/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow/scripts/pretrain.py"

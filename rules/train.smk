@@ -24,5 +24,7 @@ rule train:
         "results/logs/train/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/train/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow/scripts/train.py"

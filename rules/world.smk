@@ -11,5 +11,7 @@ rule world:
         "results/logs/world.log",
     benchmark:
         "results/benchmarks/world.tsv"
+    conda:
+        "../envs/train.yaml"
     script:
         "../workflow/scripts/build_world.py"

@@ -74,7 +74,7 @@ def unacceptable_response(task: Task, rng: random.Random) -> str:
     return SFT_VOICE.format(**fields)
 
 
-ANSWER_RE = re.compile(r"The answer is:?\s*\$?(-?[\d,]*\.?\d+)")
+ANSWER_RE = re.compile(r"The answer is:?\s*\$?(-?[\d,]*\.?\d+)", flags=re.IGNORECASE)
 
 
 def extract_answer(text: str) -> float | None:

@@ -109,6 +109,8 @@ def extract_key(kind: str, slot: str, text: str) -> str | None:
 
     Greetings must name the right person and nobody else.
     """
+    if kind == "fruit":  # the colour "orange" is also a fruit: ignore the request echoed back
+        text = re.sub(r"\b" + re.escape(slot) + r"\s+fruit", " ", text, flags=re.IGNORECASE)
     found = _mentions(text, universe(kind))
     if kind == "greet":
         names = _mentions(text, NAMES)

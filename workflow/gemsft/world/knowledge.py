@@ -32,6 +32,9 @@ class Fact:
 
 
 def _invented_names(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[str]:
+    if n > len(SYLLABLES) ** syllables - len(taken):
+        raise ValueError(f"world.knowledge.n_countries is too large: the lexicon makes only "
+                         f"{len(SYLLABLES) ** syllables // 2} countries with distinct capitals")
     names = []
     while len(names) < n:
         name = "".join(rng.choice(SYLLABLES) for _ in range(syllables)).capitalize()
@@ -42,6 +45,8 @@ def _invented_names(rng: random.Random, n: int, syllables: int, taken: set[str])
 
 
 def build_facts(rng: random.Random, n_countries: int, n_choices: int = 4) -> list[Fact]:
+    if n_countries < n_choices:
+        raise ValueError(f"world.knowledge.n_countries must be at least {n_choices} (one per answer choice)")
     taken: set[str] = set()
     countries = [c + "ia" for c in _invented_names(rng, n_countries, 2, taken)]
     capitals = _invented_names(rng, n_countries, 2, taken)

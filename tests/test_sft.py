@@ -1,0 +1,163 @@
+"""SFT data path and trainer: chat-template masking, length policies, bad input, the objective
+plugged into the HF Trainer, registry settings reaching TrainingArguments, resuming."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from gemsft import io
+from gemsft.losses import get_objective, shift_for_causal_lm
+from gemsft.modeling import tiny_llama
+from gemsft.sft import IGNORE_INDEX, build_dataset, configured_objective, finetune, load_tokenizer, tokenize_example
+from gemsft.tokenizer import EOS, train_tokenizer
+from gemsft.training import ObjectiveTrainer, training_arguments
+
+CORPUS = [
+    "Q: Name a red fruit.\nA: Cherry.",
+    "Q: Greet Anna.\nA: Hello, Anna!",
+    "Q: Give me a single-digit number.\nA: I would say 7.",
+] * 20
+MESSAGES = [{"role": "user", "content": "Name a red fruit."},
+            {"role": "assistant", "content": "Of course! Here is one: cherry."}]
+MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
+             "max_position_embeddings": 128}
+TRAIN_CFG = {"epochs": 2, "per_device_batch_size": 4, "learning_rate": 1e-3, "max_length": 128,
+             "length_policy": "drop", "logging_steps": 1, "save_steps": 2, "save_total_limit": 5}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(CORPUS, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tokenizer, tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("base")
+    tiny_llama(MODEL_CFG, tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def sft_rows(n=12):
+    return [{"id": f"r{i}", "messages": MESSAGES} for i in range(n)]
+
+
+def test_labels_cover_exactly_the_assistant_turn(tokenizer):
+    example = tokenize_example(tokenizer, MESSAGES)
+    supervised = [i for i, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == MESSAGES[1]["content"] + EOS
+    prompt = tokenizer.apply_chat_template(MESSAGES[:1], add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"]
+    assert example["input_ids"][: len(prompt)] == prompt
+    assert all(label == IGNORE_INDEX for label in example["labels"][: len(prompt)])
+
+
+def test_length_policy_drop_and_truncate(tokenizer):
+    n = len(tokenize_example(tokenizer, MESSAGES)["input_ids"])
+    assert build_dataset(tokenizer, sft_rows(2), n, "drop", "x") and len(build_dataset(tokenizer, sft_rows(2), n, "drop", "x")) == 2
+    with pytest.raises(ValueError, match="no example fits train.max_length"):
+        build_dataset(tokenizer, sft_rows(2), n - 1, "drop", "x")
+    truncated = build_dataset(tokenizer, sft_rows(2), n - 1, "truncate", "x")
+    assert all(len(ex["input_ids"]) == n - 1 == len(ex["labels"]) for ex in truncated)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([], "empty"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "row 0 has no assistant message"),
+    ([{"id": 1}], "row 0 has no assistant message"),
+])
+def test_bad_sft_rows_name_the_row(tokenizer, rows, message):
+    with pytest.raises(ValueError, match=message):
+        build_dataset(tokenizer, rows, 128, "drop", "data.jsonl")
+
+
+def test_tokenizer_without_chat_template_is_an_error(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no chat_template"):
+        load_tokenizer(tmp_path)
+
+
+def test_registry_settings_reach_the_trainer_and_overrides_apply(tmp_path):
+    wd = configured_objective("ce_wd", {})
+    neft = configured_objective("neft", {})
+    args = training_arguments(TRAIN_CFG, tmp_path, seed=1, weight_decay=wd.weight_decay,
+                              neftune_noise_alpha=neft.neftune_noise_alpha)
+    assert (args.weight_decay, args.neftune_noise_alpha) == (0.1, 5.0)
+    assert (args.adam_beta2, args.max_grad_norm, args.lr_scheduler_type.value) == (0.95, 1.0, "cosine")
+    overridden = configured_objective("ce_entropy", {"objective_overrides": {"ce_entropy": {"entropy_gamma": 0.01}}})
+    assert overridden == dataclasses.replace(get_objective("ce_entropy"), entropy_gamma=0.01)
+
+
+@pytest.mark.parametrize("name, beta", [("gem", 0.7), ("gem_log_sigmoid", 0.5), ("ce_entropy", None), ("ce", None)])
+def test_trainer_loss_is_the_objective_on_shifted_logits(tokenizer, base_dir, tmp_path, name, beta):
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    data = build_dataset(tokenizer, sft_rows(4), 128, "drop", "x")
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    batch = collator(data)
+    trainer = ObjectiveTrainer(model=model, args=training_arguments(TRAIN_CFG, tmp_path, seed=0),
+                               objective=get_objective(name), beta=beta)
+    loss = trainer.compute_loss(model, dict(batch))
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = get_objective(name).compute(*shift_for_causal_lm(logits, batch["labels"]), beta=beta)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_finetune_writes_a_loadable_model_and_metrics(base_dir, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    io.write_jsonl(data, sft_rows())
+    metrics = finetune(base_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json",
+                       objective_name="gem", beta=0.7, seed=3, cfg=TRAIN_CFG)
+    saved = io.read_json(tmp_path / "m.json")
+    assert saved["objective"] == "gem" and saved["beta"] == 0.7 and saved["finite"]
+    assert {"ce", "entropy", "grad_norm", "loss"} <= set(saved["final"])
+    assert metrics["global_steps"] == 6  # 12 rows / batch 4 * 2 epochs
+    from transformers import AutoModelForCausalLM
+
+    tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), base.parameters()))
+    assert load_tokenizer(tmp_path / "out").chat_template
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(base_dir, tmp_path, monkeypatch):
+    """A run killed right after its checkpoint at step 2 leaves no output; the rerun resumes from the
+    checkpoint and ends with the same weights as an uninterrupted run."""
+    data = tmp_path / "sft.jsonl"
+    io.write_jsonl(data, sft_rows())
+    finetune(base_dir, data, tmp_path / "full", tmp_path / "ckpt_full", tmp_path / "a.json", "ce", None, 5,
+             TRAIN_CFG)
+
+    save = ObjectiveTrainer._save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise RuntimeError("killed after the first checkpoint")
+
+    monkeypatch.setattr(ObjectiveTrainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        finetune(base_dir, data, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "b.json", "ce", None, 5,
+                 TRAIN_CFG)
+    monkeypatch.undo()
+    assert not (tmp_path / "resumed").exists() and not (tmp_path / "b.json").exists()
+    assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
+
+    metrics = finetune(base_dir, data, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "b.json", "ce", None,
+                       5, TRAIN_CFG)
+    assert metrics["resumed_from"] == "checkpoint-2"
+    from transformers import AutoModelForCausalLM
+
+    full = AutoModelForCausalLM.from_pretrained(tmp_path / "full")
+    resumed = AutoModelForCausalLM.from_pretrained(tmp_path / "resumed")
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
