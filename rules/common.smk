@@ -12,7 +12,7 @@ RUNS = sft_runs(config)
 wildcard_constraints:
     model=r"[A-Za-z0-9._-]+",
     objective=r"[a-z_]+",
-    beta=r"[0-9.]+|" + NO_BETA,
+    beta=rf"[0-9.]+|{NO_BETA}",
     seed=r"\d+",
 
 
