@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,28 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(base_dir, tmp_path,
     resumed = AutoModelForCausalLM.from_pretrained(tmp_path / "resumed")
     for a, b in zip(full.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_lora_run_saves_a_merged_plain_model(base_dir, tmp_path):
+    """With train.lora the adapters train alone and are merged at the end, so later stages load a
+    plain model with the base model's parameter names."""
+    data = tmp_path / "sft.jsonl"
+    io.write_jsonl(data, sft_rows())
+    cfg = {**TRAIN_CFG, "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
+    finetune(base_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json", "gem", 0.7, 1, cfg)
+    from transformers import AutoModelForCausalLM
+
+    tuned = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "out").named_parameters())
+    base = dict(AutoModelForCausalLM.from_pretrained(base_dir).named_parameters())
+    assert tuned.keys() == base.keys()
+    changed = {name for name in base if not torch.equal(base[name], tuned[name])}
+    assert changed and all("proj" in name for name in changed)  # only adapted linear layers moved
+    assert not any("embed" in name or "norm" in name for name in changed)
+
+
+def test_deepspeed_zero2_config_is_the_papers(tmp_path):
+    config = json.loads((Path(__file__).resolve().parents[1] / "config/deepspeed/zero2.json").read_text())
+    assert config["zero_optimization"]["stage"] == 2
+    assert "offload_optimizer" not in config["zero_optimization"]  # the paper: ZeRO-2 without offload
+    # Batch, clipping and precision come from TrainingArguments so there is one source of truth.
+    assert config["train_micro_batch_size_per_gpu"] == config["gradient_clipping"] == "auto"
