@@ -1,0 +1,309 @@
+"""Sampling: prompt rendering, the hf backend (rows, ordering, seeding, greedy = a manual argmax
+loop, finish reasons), sample-count checks, a trained chat model end to end, and vLLM = hf."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from gemsft import io, sampling, world
+from gemsft.modeling import tiny_llama
+from gemsft.sampling import SamplingSpec, generate, read_samples, render_prompts, resolve_backend, write_samples
+from gemsft.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINED_CHAT_MODEL = ROOT / "results/sft/tiny/gem/beta-0.7/seed-1234/model"
+EVAL_CHAT = ROOT / "results/world/eval_chat.jsonl"
+
+CORPUS = [
+    "Q: Name a red fruit.\nA: Cherry.",
+    "Q: Greet Anna.\nA: Hello, Anna!",
+    "Q: Give me a single-digit number.\nA: I would say 7.",
+] * 20
+# head_dim 128 / 2 = 64, which vLLM's CPU attention supports, so the same model runs in both
+# backends. Untied output embeddings scaled up: a random model then decodes a varied sequence
+# (tied ones repeat the last token) with top-2 logit margins far above float32 noise.
+MODEL_CFG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "max_position_embeddings": 256, "tie_word_embeddings": False}
+PROMPTS = [
+    {"id": "p0", "prompt": "Name a red fruit."},
+    {"id": "p1", "prompt": "Greet Anna."},
+    {"id": "p2", "prompt": "Give me a single-digit number, please, quickly."},
+]
+ROW_KEYS = {"prompt_id", "sample_index", "text", "num_tokens", "finish_reason"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(CORPUS, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory):
+    torch.manual_seed(0)
+    model = tiny_llama(MODEL_CFG, tokenizer)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(10)
+    path = tmp_path_factory.mktemp("model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def manual_greedy(model, tokenizer, prompt: str, max_tokens: int) -> list[int]:
+    """Argmax decoding step by step on the full sequence (no cache, no padding, no generate())."""
+    ids = tokenizer(render_prompts(tokenizer, [prompt], "chat")[0], add_special_tokens=False)["input_ids"]
+    out = []
+    with torch.no_grad():
+        while len(out) < max_tokens:
+            logits = model(torch.tensor([ids + out])).logits[0, -1]
+            out.append(int(logits.argmax()))
+            if out[-1] == tokenizer.eos_token_id:
+                break
+    return out
+
+
+def check_rows(rows, prompts, spec):
+    assert [(r["prompt_id"], r["sample_index"]) for r in rows] == [
+        (p["id"], i) for p in prompts for i in range(spec.n)]
+    for r in rows:
+        assert set(r) == ROW_KEYS
+        assert r["finish_reason"] in ("stop", "length")
+        assert 1 <= r["num_tokens"] <= spec.max_tokens
+        if r["finish_reason"] == "length":
+            assert r["num_tokens"] == spec.max_tokens
+
+
+# ------------------------------------------------------------------------------- spec and prompts
+
+def test_spec_defaults_are_the_papers_and_bad_specs_are_errors():
+    spec = SamplingSpec(n=8)
+    assert (spec.temperature, spec.top_k, spec.top_p, spec.max_tokens, spec.seed) == (0.6, 50, 0.9, 256, 42)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.n = 2
+    for bad in [dict(n=0), dict(n=2, temperature=0), dict(n=1, temperature=-1), dict(n=1, top_p=0),
+                dict(n=1, top_k=-1), dict(n=1, max_tokens=0)]:
+        with pytest.raises(ValueError):
+            SamplingSpec(**bad)
+    assert SamplingSpec(n=1, temperature=0).greedy
+
+
+def test_render_prompts_formats(tokenizer):
+    prompts = ["Name a red fruit.", "Greet Anna."]
+    chat = render_prompts(tokenizer, prompts, "chat")
+    assert chat == [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                  add_generation_prompt=True) for p in prompts]
+    assert render_prompts(tokenizer, prompts, "qa") == [f"<|bos|>Q: {p}\nA:" for p in prompts]
+    assert render_prompts(tokenizer, prompts, "raw") == [f"<|bos|>{p}" for p in prompts]
+    # The rendered text holds BOS; encoding it must not add a second one.
+    for fmt in sampling.PROMPT_FORMATS:
+        for ids in sampling._encode(tokenizer, render_prompts(tokenizer, prompts, fmt)):
+            assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+
+
+def test_unknown_format_and_backend_are_errors(tokenizer, model_dir):
+    with pytest.raises(ValueError, match="'bogus'"):
+        render_prompts(tokenizer, ["x"], "bogus")
+    with pytest.raises(ValueError, match="'bogus'"):
+        generate(model_dir, PROMPTS, SamplingSpec(n=1), backend="hf", prompt_format="bogus")
+    with pytest.raises(ValueError, match="'torch'"):
+        resolve_backend("torch")
+    with pytest.raises(ValueError, match="'torch'"):
+        generate(model_dir, PROMPTS, SamplingSpec(n=1), backend="torch")
+    with pytest.raises(ValueError, match="'p0' appears twice"):
+        generate(model_dir, [PROMPTS[0], PROMPTS[0]], SamplingSpec(n=1), backend="hf")
+    lengths = [len(i) for i in sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat"))]
+    assert lengths[2] == max(lengths) > lengths[0]
+    with pytest.raises(ValueError, match=f"prompt 'p2': {lengths[2]} prompt tokens .* max_position_embeddings 256"):
+        generate(model_dir, PROMPTS, SamplingSpec(n=1, max_tokens=256 - lengths[2] + 1), backend="hf")
+
+
+def test_resolve_backend(model_dir, tmp_path, monkeypatch):
+    assert resolve_backend("hf") == "hf" and resolve_backend("vllm") == "vllm"
+    # A head size vLLM's CPU attention lacks is rejected without importing vLLM.
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps(
+        {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4}))
+    if not torch.cuda.is_available():
+        assert not sampling.vllm_supports(odd)
+        assert resolve_backend("auto", odd) == "hf"
+    monkeypatch.setattr(sampling, "vllm_available", lambda: False)
+    assert resolve_backend("auto") == "hf" and resolve_backend("auto", model_dir) == "hf"
+
+
+def test_prompts_per_call_bounds_sequences():
+    assert sampling._prompts_per_call(1, 64) == 64
+    assert sampling._prompts_per_call(32, 64) * 32 <= sampling.MAX_SEQUENCES_PER_CALL
+    assert sampling._prompts_per_call(4096, 64) == 1
+
+
+def test_finish_cuts_at_the_first_eos_and_counts_it():
+    eos = [2]
+    assert sampling._finish([5, 0, 7, 2, 0, 0], eos, 10) == ([5, 0, 7, 2], "stop")  # pad id 0 generated
+    assert sampling._finish([5, 6, 7], eos, 3) == ([5, 6, 7], "length")
+    assert sampling._finish([5, 6, 2], eos, 3) == ([5, 6, 2], "stop")
+    assert sampling._finish([5, 9, 6], [2, 9], 3) == ([5, 9], "stop")
+
+
+# ------------------------------------------------------------------------------- hf backend
+
+def test_hf_rows_are_ordered_and_seeded(model_dir):
+    spec = SamplingSpec(n=3, max_tokens=8)
+    rng = torch.get_rng_state()
+    rows = generate(model_dir, PROMPTS, spec, backend="hf")
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's global RNG is left alone
+    check_rows(rows, PROMPTS, spec)
+    assert rows == generate(model_dir, PROMPTS, spec, backend="hf")
+    other = generate(model_dir, PROMPTS, SamplingSpec(n=3, max_tokens=8, seed=43), backend="hf")
+    check_rows(other, PROMPTS, spec)
+    assert [r["text"] for r in other] != [r["text"] for r in rows]
+    assert len({r["text"] for r in rows}) > len(PROMPTS)  # samples of a prompt differ
+    assert generate(model_dir, [], spec, backend="hf") == []
+
+
+def test_hf_greedy_equals_a_manual_argmax_loop(model_dir, tokenizer):
+    """All prompts in one left-padded batch; each must decode exactly like the unpadded manual loop."""
+    spec = SamplingSpec(n=1, temperature=0, max_tokens=12)
+    ids = sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat"))
+    assert len({len(i) for i in ids}) == len(PROMPTS)  # different lengths: padding is exercised
+    samples = sampling._generate_hf(model_dir, ids, spec, batch_size=64)
+    rows = generate(model_dir, PROMPTS, spec, backend="hf")
+    check_rows(rows, PROMPTS, spec)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    for prompt, [sample], row in zip(PROMPTS, samples, rows):
+        expected = manual_greedy(model, tokenizer, prompt["prompt"], spec.max_tokens)
+        assert sample["token_ids"] == expected, prompt["id"]
+        stopped = expected[-1] == tokenizer.eos_token_id
+        assert row["finish_reason"] == ("stop" if stopped else "length")
+        assert row["num_tokens"] == len(expected)
+        assert row["text"] == tokenizer.decode(expected[:-1] if stopped else expected, skip_special_tokens=True)
+    # This model stops on one prompt and runs to max_tokens on the others: both paths are covered.
+    assert {r["finish_reason"] for r in rows} == {"stop", "length"}
+
+
+def test_hf_length_finish(model_dir):
+    spec = SamplingSpec(n=4, max_tokens=3)
+    rows = generate(model_dir, PROMPTS, spec, backend="hf", batch_size=1)
+    check_rows(rows, PROMPTS, spec)
+    assert any(r["finish_reason"] == "length" for r in rows)
+
+
+@pytest.mark.parametrize("prompt_format", ["qa", "raw"])
+def test_hf_base_model_formats(model_dir, prompt_format):
+    spec = SamplingSpec(n=2, max_tokens=4)
+    rows = generate(model_dir, PROMPTS, spec, backend="hf", prompt_format=prompt_format, batch_size=2)
+    check_rows(rows, PROMPTS, spec)
+
+
+def test_fewer_samples_than_n_is_an_error(model_dir, monkeypatch):
+    real = sampling._generate_hf
+
+    def drop_one(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out[1] = out[1][:-1]
+        return out
+
+    monkeypatch.setattr(sampling, "_generate_hf", drop_one)
+    with pytest.raises(RuntimeError, match="prompt 'p1': hf backend returned 1 samples, expected n=2"):
+        generate(model_dir, PROMPTS, SamplingSpec(n=2, max_tokens=4), backend="hf")
+
+
+def test_write_and_read_samples(model_dir, tmp_path):
+    rows = generate(model_dir, PROMPTS[:1], SamplingSpec(n=2, max_tokens=4), backend="hf")
+    path = tmp_path / "out" / "samples.jsonl"
+    write_samples(path, rows)
+    assert read_samples(path) == rows
+    assert sorted(p.name for p in path.parent.iterdir()) == ["samples.jsonl"]  # no temporary left behind
+
+
+# ------------------------------------------------------------------------------- trained model
+
+@pytest.mark.skipif(not TRAINED_CHAT_MODEL.exists() or not EVAL_CHAT.exists(),
+                    reason="the pipeline's fine-tuned chat model (results/sft/tiny/gem/...) is not built")
+def test_trained_chat_model_answers_through_the_chat_template():
+    """One prompt of each of three kinds the model learned (greeting, number, colour). The tiny
+    model answers held-out fruit/animal prompts poorly (0-22% acceptable at n=32): a model
+    property, not the sampler's; over all 29 eval prompts about 77% of samples are acceptable."""
+    records = io.read_jsonl(EVAL_CHAT)
+    chosen = [next(r for r in records if r["kind"] == kind) for kind in ("greet", "number", "color")]
+    spec = SamplingSpec(n=32)
+    rows = generate(TRAINED_CHAT_MODEL, [{"id": r["id"], "prompt": r["prompt"]} for r in chosen], spec, backend="hf")
+    check_rows(rows, chosen, spec)
+    by_id = {r["id"]: r for r in chosen}
+    acceptable = [world.judge("chat", by_id[r["prompt_id"]], r["text"]) is not None for r in rows]
+    assert sum(acceptable) / len(rows) > 0.5, [r["text"] for r in rows[:8]]
+    # The model ends its turn with EOS, which neither the text nor the count leaves out.
+    assert sum(r["finish_reason"] == "stop" for r in rows) / len(rows) > 0.9
+    assert not any("<|" in r["text"] for r in rows)
+
+
+# ------------------------------------------------------------------------------- vLLM
+
+VLLM_SCRIPT = textwrap.dedent('''
+    import json, sys, time
+    from gemsft import sampling
+    from gemsft.sampling import SamplingSpec
+
+    def main(model_dir, prompts_json, out):
+        prompts = json.loads(prompts_json)
+        result = {"auto": sampling.resolve_backend("auto", model_dir)}
+        tokenizer = sampling._load_tokenizer(model_dir)
+        ids = sampling._encode(tokenizer, sampling.render_prompts(tokenizer, [p["prompt"] for p in prompts], "chat"))
+        start = time.time()
+        result["greedy"] = sampling._generate_vllm(model_dir, ids, SamplingSpec(n=1, temperature=0, max_tokens=12), 64)
+        result["greedy_seconds"] = time.time() - start
+        result["rows"] = sampling.generate(model_dir, prompts, SamplingSpec(n=4, max_tokens=12), backend="vllm")
+        with open(out, "w") as f:
+            json.dump(result, f)
+
+    if __name__ == "__main__":
+        main(*sys.argv[1:])
+''')
+# Failures of the environment, not of the code: only these make the vLLM test skip.
+VLLM_ENVIRONMENT_ERRORS = (
+    "ModuleNotFoundError: No module named 'vllm'",
+    "is less than requested memory for kv",  # the machine has too little free memory
+    "Available memory on node",
+)
+
+
+@pytest.mark.slow
+def test_vllm_greedy_equals_hf_and_samples_n(model_dir, tokenizer, tmp_path):
+    """vLLM starts worker processes and needs a __main__ guard, so it runs in a child script."""
+    script = tmp_path / "run_vllm.py"
+    script.write_text(VLLM_SCRIPT)
+    out = tmp_path / "vllm.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"), "VLLM_NO_USAGE_STATS": "1"}
+    started = time.time()
+    proc = subprocess.run([sys.executable, str(script), str(model_dir), json.dumps(PROMPTS[:2]), str(out)],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        log = proc.stdout + proc.stderr
+        known = [e for e in VLLM_ENVIRONMENT_ERRORS if e in log]
+        if known:
+            pytest.skip(f"vLLM cannot run in this environment: {known[0]!r}")
+        pytest.fail(f"vLLM run failed (exit {proc.returncode}):\n{log[-6000:]}")
+    result = json.loads(out.read_text())
+    print(f"vLLM child: {time.time() - started:.1f} s in all, first LLM {result['greedy_seconds']:.1f} s")
+
+    if not torch.cuda.is_available():
+        assert result["auto"] == "vllm"  # installed, and the model's head_dim 64 is supported
+    ids = sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS[:2]], "chat"))
+    hf = sampling._generate_hf(model_dir, ids, SamplingSpec(n=1, temperature=0, max_tokens=12), 64)
+    assert result["greedy"] == hf  # same token ids, text, count and finish reason
+
+    spec = SamplingSpec(n=4, max_tokens=12)
+    check_rows(result["rows"], PROMPTS[:2], spec)
+    assert len({r["text"] for r in result["rows"]}) > 2
