@@ -1,5 +1,5 @@
 # gemsft: GEM (Li et al., ICLR 2025) end to end.
-# world -> pretrain -> SFT with every objective -> (sampling, scoring, evaluation, report: later stages)
+# world -> pretrain -> SFT with every objective -> sampling -> reward scoring -> evaluation -> metrics table
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,6 +12,9 @@ include: "rules/common.smk"
 include: "rules/world.smk"
 include: "rules/pretrain.smk"
 include: "rules/train.smk"
+include: "rules/sample.smk"
+include: "rules/score.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

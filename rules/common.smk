@@ -1,5 +1,5 @@
 # Config validation, the run matrix and path helpers used by every rule file.
-from gemsft.config import NO_BETA, parse_beta, sft_runs, validate_config
+from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_config
 from gemsft.world import FILES as WORLD_FILES
 
 
@@ -7,6 +7,9 @@ validate_config(config, f"{workflow.basedir}/config/schema/config.schema.yaml")
 
 MODEL = config["model"]["name"]
 RUNS = sft_runs(config)
+BASE_RUN = base_run(config)
+EVAL_RUNS = [BASE_RUN, *RUNS]  # the base model is evaluated beside every SFT run
+RUN_DIR = "{model}/{objective}/beta-{beta}/seed-{seed}"
 
 
 wildcard_constraints:
@@ -14,6 +17,13 @@ wildcard_constraints:
     objective=r"[a-z_]+",
     beta=rf"[0-9.]+|{NO_BETA}",
     seed=r"\d+",
+    task=r"[a-z_]+",
+
+
+def train_settings():
+    """The train section minus the run matrix, so adding an objective, beta or seed to the config
+    does not re-run the runs that already exist."""
+    return {k: v for k, v in config["train"].items() if k not in ("objectives", "gem_betas", "seeds")}
 
 
 def world_file(name):
@@ -34,9 +44,50 @@ def sft_checkpoint_dir(wildcards):
     return f"results/checkpoints/sft/{wildcards.model}/{wildcards.objective}/beta-{wildcards.beta}/seed-{wildcards.seed}"
 
 
+def is_base(wildcards):
+    return wildcards.objective == BASE_RUN.objective
+
+
+def run_model_dir(wildcards):
+    """The model a run evaluates: the base model, or the run's SFT output."""
+    if is_base(wildcards):
+        return base_model_dir()
+    return f"results/sft/{wildcards.model}/{wildcards.objective}/beta-{wildcards.beta}/seed-{wildcards.seed}/model"
+
+
+def sampling_settings(task):
+    """Sampling spec fields of a task: the paper's shared settings, the task's n and length."""
+    sampling, spec = config["sampling"], config["sampling"]["tasks"][task]
+    shared = {key: sampling[key] for key in ("temperature", "top_k", "top_p", "seed")}
+    return {**shared, "n": spec["n"], "max_tokens": spec["max_tokens"], "prompts": spec.get("prompts")}
+
+
+def run_model_input(wildcards):
+    return base_model_input() if is_base(wildcards) else [run_model_dir(wildcards)]
+
+
+def reward_model_dir(wildcards=None):
+    return config["reward_model"]["pretrained"] or f"results/reward_model/{MODEL}"
+
+
+def reward_model_input(wildcards=None):
+    return [] if config["reward_model"]["pretrained"] else [reward_model_dir()]
+
+
+def stage_outputs():
+    """Every evaluation stage's JSON, for every evaluated run."""
+    paths = []
+    for run in EVAL_RUNS:
+        stages = ["diversity", "knowledge", "model_stats"]
+        if run.objective != BASE_RUN.objective:
+            stages += ["chat_quality", "code", "humaneval", "math"]
+        paths += [f"results/eval/{run.path}/{stage}.json" for stage in stages]
+    return paths
+
+
 def trained_models():
     return [f"results/sft/{run.path}/model" for run in RUNS]
 
 
 def final_outputs():
-    return trained_models()
+    return [*trained_models(), "results/metrics.csv"]

@@ -19,7 +19,7 @@ rule train:
         base=base_model_dir,
         data=world_file("sft_train"),
         checkpoints=sft_checkpoint_dir,
-        train_cfg=config["train"],
+        train_cfg=train_settings(),
     log:
         "results/logs/train/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:

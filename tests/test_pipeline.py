@@ -95,9 +95,9 @@ def test_bad_config_is_one_clear_line(tmp_path, override, message):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> Path:
-    """`snakemake trained_models` on the embedded default, exactly as a user runs it."""
+    """`snakemake` (the whole default DAG) on the embedded default, exactly as `make run` runs it."""
     project = copy_project(tmp_path_factory.mktemp("project"))
-    snakemake(project, "--profile", "profiles/local", "--cores", "2", "trained_models")
+    snakemake(project, "--profile", "profiles/local", "--cores", "2")
     return project
 
 
@@ -114,7 +114,60 @@ def test_default_run_trains_every_objective(default_run):
         assert all(math.isfinite(metrics["final"][k]) for k in ("loss", "ce", "entropy", "grad_norm"))
         assert (default_run / f"results/benchmarks/train/{run.path}.tsv").is_file()
     # Nothing is left to do: every output is complete and up to date.
-    assert "Nothing to be done" in snakemake(default_run, "-n", "--cores", "1", "trained_models").stdout
+    assert "Nothing to be done" in snakemake(default_run, "-n", "--cores", "1").stdout
+
+
+EXPECTED_METRICS = {
+    "chat": {"bon_reward", "win_rate", "hard_win_rate", "ngram_diversity", "self_bleu_diversity", "sbert_diversity",
+             "acceptance", "coverage", "kl_to_world"},
+    "code": {"pass_at_k"}, "humaneval": {"pass_at_k"},
+    "math": {"greedy_accuracy", "majority_accuracy", "pass_rate"},
+    "knowledge": {"acc", "acc_norm", "alignment_tax_acc", "alignment_tax_acc_norm"},
+    "sft_test": {"entropy", "perplexity"}, "parameters": {"l2_distance_from_base"},
+}
+
+
+@pytest.mark.slow
+def test_metrics_table_has_every_metric_for_every_objective(default_run):
+    import pandas as pd
+
+    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
+    table = pd.read_csv(default_run / "results/metrics.csv", keep_default_na=False)
+    assert list(table.columns) == ["model", "objective", "beta", "seed", "task", "metric", "k", "value"]
+    for objective in config["train"]["objectives"]:
+        rows = table[table.objective == objective]
+        for task, metrics in EXPECTED_METRICS.items():
+            assert metrics <= set(rows[rows.task == task].metric), (objective, task)
+        ks = set(rows[(rows.task == "chat") & (rows.metric == "win_rate")].k.astype(int))
+        assert ks == set(config["evaluation"]["bon_n"])
+        code_ks = set(rows[(rows.task == "code") & (rows.metric == "pass_at_k")].k.astype(int))
+        assert code_ks == set(config["evaluation"]["pass_k"])  # n = 200 covers every k
+    base = table[table.objective == "base"]
+    assert {"ngram_diversity", "coverage"} <= set(base[base.task == "chat"].metric)
+    assert "acc" in set(base[base.task == "knowledge"].metric)
+    assert table.value.astype(float).notna().all()
+    # Provenance travels with every stage output.
+    stage = io.read_json(next((default_run / "results/eval").rglob("math.json")))
+    assert stage["provenance"]["config_hash"] and stage["provenance"]["versions"]["torch"]
+    # The field's formats are exported beside our own.
+    gem = default_run / "results/exports/tiny/gem/beta-0.7/seed-1234"
+    outputs = io.read_json(gem / "alpaca_eval_model_outputs.json")
+    assert {"instruction", "output", "generator"} <= set(outputs[0])
+    assert {"task_id", "completion"} == set(io.read_jsonl(gem / "humaneval_samples.jsonl")[0])
+
+
+@pytest.mark.slow
+def test_samples_have_the_papers_counts(default_run):
+    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
+    run = default_run / "results/samples/tiny/gem/beta-0.7/seed-1234"
+    for task in ("chat", "code", "humaneval", "math"):
+        rows = io.read_jsonl(run / f"{task}.jsonl")
+        per_prompt = {}
+        for row in rows:
+            per_prompt[row["prompt_id"]] = per_prompt.get(row["prompt_id"], 0) + 1
+            assert row["finish_reason"] in ("stop", "length") and row["num_tokens"] >= 0
+        assert set(per_prompt.values()) == {config["sampling"]["tasks"][task]["n"]}
+    assert config["sampling"]["tasks"]["chat"]["n"] == 32 and config["sampling"]["tasks"]["code"]["n"] == 200
 
 
 @pytest.mark.slow

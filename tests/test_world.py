@@ -245,7 +245,7 @@ def test_sizes_follow_config(base_cfg, world, which):
                "number": len(lexicon.NUMBER_SETS), "color": len(lexicon.COLOR_SETS)}
     assert set(n_slots) == set(chat.PARAPHRASES)
     assert n_chat == sum(n * len(chat.PARAPHRASES[kind]) for kind, n in n_slots.items())
-    assert n_code == sum(len(spec.ks) for spec in code.SPECS.values())
+    assert n_code == len(code.REQUESTS) * sum(len(spec.ks) for spec in code.SPECS.values())
     assert len(w["eval_chat"]) == round(cfg["test_fraction"] * n_chat) == test_family["chat"]
     assert len(w["eval_code"]) == round(cfg["test_fraction"] * n_code) == test_family["code"]
     assert len(w["probes"]) == len(w["eval_chat"]) + len(w["eval_math"])
@@ -296,7 +296,7 @@ def test_every_test_chat_slot_keeps_a_training_paraphrase(base_cfg, world, test_
         cfg = tiny_cfg(base_cfg)
         cfg["test_fraction"] = test_fraction
         world = build_world(cfg)
-        assert len(world["eval_chat"]) > len(world["sft_train"]) - cfg["math"]["n_sft"]
+        assert len(world["eval_chat"]) > sum(r["family"] == "chat" for r in world["sft_train"])
     train_slots = collections.defaultdict(set)
     for row in world["sft_train"]:
         if row["family"] == "chat":

@@ -43,6 +43,22 @@ def parse_beta(label: str) -> float | None:
     return None if label == NO_BETA else float(label)
 
 
+BASE_OBJECTIVE = "base"  # the pretrained model, evaluated beside the SFT runs
+
+
+def base_run(config: dict) -> Run:
+    return Run(config["model"]["name"], BASE_OBJECTIVE, NO_BETA, 0)
+
+
+def check_consistency(config: dict) -> None:
+    """Constraints between keys that a JSON schema cannot express."""
+    chat_n = config["sampling"]["tasks"]["chat"]["n"]
+    too_big = [n for n in config["evaluation"]["bon_n"] if n > chat_n]
+    if too_big:
+        raise ValueError(f"invalid config at 'evaluation.bon_n': best-of-{max(too_big)} needs "
+                         f"sampling.tasks.chat.n >= {max(too_big)} (it is {chat_n})")
+
+
 def validate_config(config: dict, schema_path: str) -> None:
     """Validate with snakemake (which also fills defaults); report a violation in one line."""
     from snakemake.utils import validate
@@ -59,3 +75,4 @@ def validate_config(config: dict, schema_path: str) -> None:
             raise
         key = ".".join(str(p) for p in best.absolute_path) or "<top level>"
         raise ValueError(f"invalid config at '{key}': {best.message}") from None
+    check_consistency(config)

@@ -71,6 +71,7 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
     rng.shuffle(pretrain)
 
     test = [t for t in tasks if t.split == "test"]
+    rng.shuffle(test)  # so that a config's first-N prompts of a family mix every kind
     return {
         "pretrain": [{"text": text} for text in pretrain],
         "sft_train": sft_train,

@@ -50,7 +50,11 @@ SPECS: dict[str, Spec] = {
                    "return s * {k1}", ("", "a", "ab", "xyz"), "s * k", tuple(range(1, 10))),
 }
 
-REQUEST = "Write a Python function {fn}({arg}) that {description}."
+# Paraphrases of a spec: held-out paraphrases are the evaluation problems, so a tiny model that saw
+# the function in pretraining can solve them (it cannot invent constants it never saw in a name).
+REQUESTS = ("Write a Python function {fn}({arg}) that {description}.",
+            "Implement {fn}({arg}) in Python; it {description}.",
+            "Define a function {fn}({arg}) which {description}.")
 SFT_VOICE = "Here is the function:\n```python\n{code}\n```"
 PRETRAIN_STYLES = ("{code}", "```python\n{code}\n```", "Sure:\n{code}")
 
@@ -62,7 +66,6 @@ def function_code(fn: str, arg: str, body: str) -> str:
 def build_tasks(rng: random.Random, test_fraction: float, zipf_exponent: float) -> list[Task]:
     tasks, groups = [], {}
     for kind, spec in SPECS.items():
-        group = []
         for k in spec.ks:
             fn = spec.name.format(k=k)
             solutions = {f"v{i}": function_code(fn, spec.arg, b.format(k=k)) for i, b in enumerate(spec.bodies)}
@@ -70,16 +73,15 @@ def build_tasks(rng: random.Random, test_fraction: float, zipf_exponent: float) 
             for value in spec.inputs:
                 expected = eval(spec.expected, {}, {spec.arg: value, "k": k})  # noqa: S307 - our own spec
                 tests.append(f"assert {fn}({value!r}) == {expected!r}")
-            task = Task(
-                id=f"code/{kind}/{k}", family="code", kind=kind, slot=str(k),
-                request=REQUEST.format(fn=fn, arg=spec.arg, description=spec.description.format(k=k)),
-                p=zipf_distribution(list(solutions), rng, zipf_exponent),
-                extra={"entry_point": fn, "solutions": solutions, "tests": tests,
-                       "wrong": function_code(fn, spec.arg, spec.wrong_body.format(k=k, k1=k + 1))},
-            )
-            group.append(task)
-        groups[kind] = group
-        tasks.extend(group)
+            p = zipf_distribution(list(solutions), rng, zipf_exponent)
+            extra = {"entry_point": fn, "solutions": solutions, "tests": tests,
+                     "wrong": function_code(fn, spec.arg, spec.wrong_body.format(k=k, k1=k + 1))}
+            group = [Task(id=f"code/{kind}/{k}/{i}", family="code", kind=kind, slot=str(k),
+                          request=template.format(fn=fn, arg=spec.arg, description=spec.description.format(k=k)),
+                          p=p, extra=extra)
+                     for i, template in enumerate(REQUESTS)]
+            groups[(kind, k)] = group
+            tasks.extend(group)
     split_surface_forms(groups, rng, test_fraction)
     return tasks
 

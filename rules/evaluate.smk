@@ -1,0 +1,121 @@
+# Evaluation (Section 6, Appendix F): code pass@k in a sandbox, math accuracy, diversity of the chat
+# samples, forgetting on knowledge the SFT data never shows (lm-evaluation-harness), token entropy,
+# perplexity and distance from the base model; all gathered into one tidy table.
+
+
+rule evaluate_code:
+    input:
+        samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.jsonl",
+        world="results/world",
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.json",
+        executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/{task}_executions.jsonl",
+        export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/{task}_samples.jsonl",
+    wildcard_constraints:
+        task="code|humaneval",
+    params:
+        records=world_file("eval_code"),
+        humaneval_prompts=config["sampling"]["tasks"]["humaneval"].get("prompts"),
+        pass_k=config["evaluation"]["pass_k"],
+        timeout_s=config["evaluation"].get("code_timeout_s", 3.0),
+    log:
+        "results/logs/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.log",
+    benchmark:
+        "results/benchmarks/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_code.py"
+
+
+rule evaluate_math:
+    input:
+        samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math.jsonl",
+        greedy="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math_greedy.jsonl",
+        world="results/world",
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/math.json",
+    params:
+        records=world_file("eval_math"),
+        compat=config["evaluation"]["compat"],
+    log:
+        "results/logs/evaluate_math/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_math.py"
+
+
+rule evaluate_diversity:
+    input:
+        samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
+        world="results/world",
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/diversity.json",
+        export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
+    params:
+        records=world_file("eval_chat"),
+        compat=config["evaluation"]["compat"],
+    log:
+        "results/logs/evaluate_diversity/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_diversity/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_diversity.py"
+
+
+rule evaluate_knowledge:
+    input:
+        model=run_model_input,
+        world="results/world",
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/knowledge.json",
+        lm_eval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_results.json",
+    params:
+        model_dir=run_model_dir,
+        records=world_file("eval_knowledge"),
+        batch_size=config["evaluation"].get("lm_eval_batch_size", 16),
+    log:
+        "results/logs/evaluate_knowledge/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_knowledge/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_knowledge.py"
+
+
+rule evaluate_model_stats:
+    input:
+        model=run_model_input,
+        base=base_model_input,
+        world="results/world",
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/model_stats.json",
+    params:
+        model_dir=run_model_dir,
+        base_dir=base_model_dir,
+        sft_test=world_file("sft_test"),
+    log:
+        "results/logs/evaluate_model_stats/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_model_stats/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_model_stats.py"
+
+
+rule metrics_table:
+    input:
+        stage_outputs(),
+    output:
+        "results/metrics.csv",
+    log:
+        "results/logs/metrics_table.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/metrics_table.py"

@@ -1,0 +1,55 @@
+# Sampling (Section 6, Appendix E): every fine-tuned model answers each evaluation prompt n times at
+# temperature 0.6, top_k 50, top_p 0.9 (chat 32, code 200 per problem, math 16 plus a greedy
+# answer). The base model answers the chat prompts in its pretraining frame (Table 2's
+# "pre-trained" row).
+
+
+ruleorder: sample_base > sample
+
+
+rule sample:
+    input:
+        model=run_model_input,
+        world="results/world",
+    output:
+        chat="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
+        code="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/code.jsonl",
+        humaneval="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.jsonl",
+        math="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math.jsonl",
+        math_greedy="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math_greedy.jsonl",
+    params:
+        model_dir=run_model_dir,
+        backend=config["sampling"]["backend"],
+        batch_size=config["sampling"]["batch_size"],
+        tasks={task: sampling_settings(task) for task in ("chat", "code", "humaneval", "math")},
+        prompt_format="chat",
+    log:
+        "results/logs/sample/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/sample/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/sample.py"
+
+
+rule sample_base:
+    input:
+        model=base_model_input,
+        world="results/world",
+    output:
+        chat="results/samples/{model}/base/beta-na/seed-0/chat.jsonl",
+    params:
+        model_dir=base_model_dir,
+        backend=config["sampling"]["backend"],
+        batch_size=config["sampling"]["batch_size"],
+        tasks={"chat": sampling_settings("chat")},
+        prompt_format="qa",
+    log:
+        "results/logs/sample/{model}/base.log",
+    benchmark:
+        "results/benchmarks/sample/{model}/base.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/sample.py"

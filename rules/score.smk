@@ -1,0 +1,49 @@
+# Reward model and best-of-N (Section 6, Table 3, Figure 7a): a Bradley-Terry reward model scores
+# every sampled chat response and the reference answer; best-of-N is the expected reward of the best
+# of N samples over all size-N subsets, and the win rate is P(best beats the reference).
+
+
+rule reward_model:
+    input:
+        base=base_model_input,
+        world="results/world",
+    output:
+        model=directory("results/reward_model/{model}"),
+        metrics="results/reward_model/{model}.metrics.json",
+    params:
+        base=base_model_dir,
+        preferences=world_file("preferences"),
+        cfg=config["reward_model"],
+    log:
+        "results/logs/reward_model/{model}.log",
+    benchmark:
+        "results/benchmarks/reward_model/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/reward_model.py"
+
+
+rule score:
+    input:
+        reward_model=reward_model_input,
+        samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
+        world="results/world",
+    output:
+        scores="results/scores/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/chat_quality.json",
+    params:
+        reward_model=reward_model_dir,
+        records=world_file("eval_chat"),
+        bon_n=config["evaluation"]["bon_n"],
+        compat=config["evaluation"]["compat"],
+        batch_size=config["reward_model"].get("batch_size", 32),
+        max_length=config["reward_model"].get("max_length", 2048),
+    log:
+        "results/logs/score/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/score/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/score.py"

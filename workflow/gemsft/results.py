@@ -1,0 +1,76 @@
+"""The one shape every evaluation stage writes, and the tidy table they are gathered into.
+
+A stage JSON holds the run it belongs to, provenance, aggregate `rows` (task, metric, k, value) and
+`per_prompt` values of the same metrics (for bootstrap intervals over prompts in the report).
+`results/metrics.csv` is every stage's rows with the run's model, objective, beta and seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from . import io
+from .provenance import provenance
+
+COLUMNS = ("model", "objective", "beta", "seed", "task", "metric", "k", "value")
+
+
+def metric(task: str, name: str, value: float, k: int | None = None, **extra) -> dict:
+    return {"task": task, "metric": name, "k": k, "value": float(value), **extra}
+
+
+def mean_rows(per_prompt: list[dict]) -> list[dict]:
+    """Aggregate rows: the mean over prompts of each (task, metric, k), NaNs skipped."""
+    groups: dict[tuple, list[float]] = {}
+    for row in per_prompt:
+        groups.setdefault((row["task"], row["metric"], row["k"]), []).append(row["value"])
+    rows = []
+    for (task, name, k), values in groups.items():
+        finite = [v for v in values if not math.isnan(v)]
+        rows.append(metric(task, name, sum(finite) / len(finite) if finite else math.nan, k, n_prompts=len(finite)))
+    return rows
+
+
+def write_stage(path: str | Path, stage: str, run: dict, rows: list[dict], per_prompt: list[dict],
+                config: dict, **extra) -> dict:
+    result = {"stage": stage, "run": run, "provenance": provenance(config), "rows": rows,
+              "per_prompt": per_prompt, **extra}
+    io.write_json(path, result)
+    return result
+
+
+def run_fields(wildcards) -> dict:
+    return {"model": wildcards.model, "objective": wildcards.objective, "beta": wildcards.beta,
+            "seed": int(wildcards.seed)}
+
+
+def alignment_tax_records(records: list[dict], base_objective: str = "base") -> list[dict]:
+    """Section 6.2: alignment tax = base model score - fine-tuned score, per knowledge metric and model."""
+    base = {(r["model"], r["metric"], r["k"]): float(r["value"]) for r in records
+            if r["task"] == "knowledge" and r["objective"] == base_objective}
+    taxes = []
+    for r in records:
+        key = (r["model"], r["metric"], r["k"])
+        if r["task"] == "knowledge" and r["objective"] != base_objective and key in base:
+            taxes.append({**r, "metric": f"alignment_tax_{r['metric']}", "value": repr(base[key] - float(r["value"]))})
+    return taxes
+
+
+def write_metrics_table(stage_paths: list[str | Path], out_csv: str | Path) -> int:
+    """Gather every stage's rows into one tidy CSV, sorted so the file is deterministic."""
+    records = []
+    for path in stage_paths:
+        stage = io.read_json(path)
+        for row in stage["rows"]:
+            records.append({**stage["run"], **{c: row[c] for c in ("task", "metric", "k")},
+                            "value": repr(float(row["value"]))})
+    records += alignment_tax_records(records)
+    records.sort(key=lambda r: tuple(str(r[c]) for c in COLUMNS[:-1]))
+    with io.atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({c: ("" if record[c] is None else record[c]) for c in COLUMNS})
+    return len(records)
