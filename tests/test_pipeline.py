@@ -95,9 +95,10 @@ def test_bad_config_is_one_clear_line(tmp_path, override, message):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> Path:
-    """`snakemake` (the whole default DAG) on the embedded default, exactly as `make run` runs it."""
+    """The whole default DAG as `make run` runs it, on config/ci.yaml's fewer evaluation prompts
+    (same models, same samples per prompt), so that CI stays short."""
     project = copy_project(tmp_path_factory.mktemp("project"))
-    snakemake(project, "--profile", "profiles/local", "--cores", "2")
+    snakemake(project, "--profile", "profiles/local", "--cores", "2", "--configfile", "config/ci.yaml")
     return project
 
 
@@ -114,7 +115,7 @@ def test_default_run_trains_every_objective(default_run):
         assert all(math.isfinite(metrics["final"][k]) for k in ("loss", "ce", "entropy", "grad_norm"))
         assert (default_run / f"results/benchmarks/train/{run.path}.tsv").is_file()
     # Nothing is left to do: every output is complete and up to date.
-    assert "Nothing to be done" in snakemake(default_run, "-n", "--cores", "1").stdout
+    assert "Nothing to be done" in snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml").stdout
 
 
 EXPECTED_METRICS = {
@@ -158,7 +159,7 @@ def test_metrics_table_has_every_metric_for_every_objective(default_run):
 
 @pytest.mark.slow
 def test_samples_have_the_papers_counts(default_run):
-    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
+    config = yaml.safe_load((default_run / "config/ci.yaml").read_text())
     run = default_run / "results/samples/tiny/gem/beta-0.7/seed-1234"
     for task in ("chat", "code", "humaneval", "math"):
         rows = io.read_jsonl(run / f"{task}.jsonl")
