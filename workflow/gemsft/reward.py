@@ -31,9 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_cosine_schedule_with_warmup, set_seed
+from transformers import AutoModelForSequenceClassification, get_cosine_schedule_with_warmup, set_seed
 
 from . import io
+from .sft import load_tokenizer
 
 PREFERENCE_FIELDS = ("id", "prompt", "chosen", "rejected")
 # Measured on the embedded world (tests/test_reward.py): 2 epochs of 32 pairs at 1e-3 match 3 epochs of
@@ -46,12 +47,9 @@ DEFAULTS = {"epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "seed": 1234, 
 # --------------------------------------------------------------------------- rendering and pooling
 
 def _load_tokenizer(path: str | Path):
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if not tokenizer.chat_template:
-        raise ValueError(f"{path}: the tokenizer has no chat_template; the reward model scores chat conversations")
-    if tokenizer.pad_token is None:
-        # Safe: pooling below uses the attention mask, not `input_ids != pad_token_id`.
-        tokenizer.pad_token = tokenizer.eos_token
+    # SFT's loader (chat template required, pad falls back to EOS): safe here because pooling uses
+    # the attention mask, not `input_ids != pad_token_id`.
+    tokenizer = load_tokenizer(path)
     tokenizer.padding_side = "right"
     return tokenizer
 

@@ -7,8 +7,9 @@ from gemsft.results import run_fields, write_stage  # noqa: E402
 from gemsft.reward import load_reward_model, score  # noqa: E402
 
 sm = snakemake  # noqa: F821
-records = io.read_jsonl(sm.params.records)
 samples = io.read_jsonl(sm.input.samples)
+sampled = {s["prompt_id"] for s in samples}
+records = [r for r in io.read_jsonl(sm.params.records) if r["id"] in sampled]
 by_id = {r["id"]: r for r in records}
 model, tokenizer = load_reward_model(sm.params.reward_model)
 kwargs = {"batch_size": sm.params.batch_size, "max_length": sm.params.max_length}
