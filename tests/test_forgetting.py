@@ -13,14 +13,14 @@ import torch
 import yaml
 
 from gemsft import io
-from gemsft.forgetting import (WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, alignment_tax, evaluate_tasks,
-                               primary_scores, write_world_knowledge_task)
+from gemsft.forgetting import (WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, alignment_tax, document_rows,
+                               evaluate_tasks, primary_scores, write_world_knowledge_task)
 from gemsft.modeling import tiny_llama
+from gemsft.results import mean_rows
 from gemsft.tokenizer import train_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_DIR = REPO / "results/base/tiny"
-KNOWLEDGE = REPO / "results/world/eval_knowledge.jsonl"
+BASE_DIR = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
+KNOWLEDGE = "results/world/eval_knowledge.jsonl"
 
 COUNTRIES = ["Quinthoia", "Zorquinia", "Ashdraia", "Koashia", "Velmora", "Trandel"]
 CAPITALS = ["Vorek", "Shio", "Silek", "Pralun", "Falshi", "Calnir"]
@@ -169,6 +169,13 @@ def run_and_check(model_dir: Path, data: Path, tmp_path: Path) -> tuple[dict, li
     acc, acc_norm = reference_accuracy(rows, reference)
     assert scores[task]["acc"] == acc and scores[task]["acc_norm"] == acc_norm
     assert [r["acc"] for r in by_doc] == [float(argmax(ll) == row["gold"]) for ll, row in zip(reference, rows)]
+    # Per-document rows (for bootstrap intervals) average back to lm-eval's scores.
+    aggregate = {r["metric"]: r for r in mean_rows(document_rows(samples, task, "knowledge"))}
+    assert aggregate["acc"]["value"] == pytest.approx(100 * scores[task]["acc"], rel=1e-12)
+    assert aggregate["acc_norm"]["value"] == pytest.approx(100 * scores[task]["acc_norm"], rel=1e-12)
+    assert aggregate["acc"]["n_prompts"] == len(rows)
+    with pytest.raises(ValueError, match="no documents of task 'other'"):
+        document_rows(samples, "other", "knowledge")
     # The check can tell: without BOS the log-likelihoods are different.
     no_bos = reference_loglikelihoods(model_dir, rows[:2], bos=False)
     assert any(abs(a - b) > 1e-2 for got, want in zip(harness, no_bos) for a, b in zip(got, want))
@@ -181,14 +188,13 @@ def test_lm_eval_matches_reference_on_a_toy_model(toy_model_dir, tmp_path):
     run_and_check(toy_model_dir, data, tmp_path)
 
 
-@pytest.mark.skipif(not (BASE_DIR / "config.json").is_file() or not KNOWLEDGE.is_file(),
-                    reason="the pipeline's tiny base model or world is not built")
-def test_base_model_knows_the_world_far_above_chance(tmp_path):
+@pytest.mark.slow
+def test_base_model_knows_the_world_far_above_chance(tmp_path, pipeline_run):
     """Measured on the default base model (60 probes, 4 choices): acc 23/60 = 0.383, acc_norm 27/60 =
     0.45. Both clearly beat chance (0.25) but acc does not reach 0.5: the 4-layer, 1M-parameter model
     saw each fact about 16 times in 7 phrasings. Bound: an exact one-sided binomial test against
     chance at the 5% level (acc needs >= 22/60 = 0.367, p = 0.030; 23/60 gives p = 0.015)."""
-    scores, rows, reference = run_and_check(BASE_DIR, KNOWLEDGE, tmp_path)
+    scores, rows, reference = run_and_check(pipeline_run / BASE_DIR, pipeline_run / KNOWLEDGE, tmp_path)
     n = len(rows)
     correct, correct_norm = round(scores["acc"] * n), round(scores["acc_norm"] * n)
     print(f"\nworld knowledge, base model: acc {scores['acc']:.4f} ({correct}/{n}), "

@@ -19,11 +19,10 @@ from gemsft.modeling import tiny_llama
 from gemsft.sft import IGNORE_INDEX, tokenize_example
 from gemsft.tokenizer import train_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
-SFT_TEST = REPO / "results/world/sft_test.jsonl"
-BASE = REPO / "results/base/tiny"
-CE = REPO / "results/sft/tiny/ce/beta-na/seed-1234/model"
-GEM = REPO / "results/sft/tiny/gem/beta-0.7/seed-1234/model"
+# Paths in the pipeline run (tests/conftest.py).
+PIPELINE_PATHS = {"sft_test": "results/world/sft_test.jsonl", "base": "results/base/tiny",
+                  "ce": "results/sft/tiny/ce/beta-na/seed-1234/model",
+                  "gem": "results/sft/tiny/gem/beta-0.7/seed-1234/model"}
 
 CORPUS = ["Q: Name a red fruit.\nA: Cherry.", "Q: Greet Anna.\nA: Hello, Anna!",
           "Q: Give me a single-digit number.\nA: I would say 7."] * 20
@@ -121,6 +120,39 @@ def test_entropy_and_perplexity_match_a_float64_reference(model, tokenizer, refe
     assert stats["entropy_mean_of_sequences"] != pytest.approx(stats["entropy"], rel=1e-3)
 
 
+def test_per_conversation_rows_aggregate_back_to_the_token_level_numbers(model, tokenizer, reference):
+    from gemsft.model_stats import stats_per_prompt
+    from gemsft.results import mean_rows
+
+    stats = response_entropy(model, tokenizer, CONVERSATIONS, batch_size=2)
+    stats["per_conversation"]["id"] = [f"c{i}" for i in range(len(CONVERSATIONS))]
+    per = stats["per_conversation"]
+    assert sum(per["tokens"]) == reference["tokens"]
+    assert np.mean(per["entropy"]) == pytest.approx(stats["entropy_mean_of_sequences"], rel=1e-12)
+    rows = {r["metric"]: r for r in mean_rows(stats_per_prompt(stats))}
+    assert rows["entropy"]["value"] == pytest.approx(reference["entropy"], rel=1e-5)
+    assert rows["perplexity"]["value"] == pytest.approx(reference["perplexity"], rel=1e-5)
+    assert rows["entropy"]["n_prompts"] == len(CONVERSATIONS)
+
+
+def test_next_token_distribution_is_the_models_softmax_after_the_prefix(model, tokenizer, tmp_path):
+    from gemsft.model_stats import next_token_distribution
+
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    out = next_token_distribution(tmp_path, "Give me a single-digit number.", "I would say", top_k=5)
+    text = tokenizer.apply_chat_template([user("Give me a single-digit number.")], tokenize=False,
+                                         add_generation_prompt=True) + "I would say"
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        expected = torch.softmax(model(input_ids=ids).logits[0, -1].double(), -1)
+    top = torch.topk(expected, 5)
+    assert out["probs"] == pytest.approx(top.values.tolist(), rel=1e-6)
+    assert out["tokens"] == [tokenizer.decode([i]) for i in top.indices.tolist()]
+    assert out["probs"] == sorted(out["probs"], reverse=True)
+    assert out["rest"] == pytest.approx(1 - sum(out["probs"]), abs=1e-9)
+
+
 def test_results_do_not_depend_on_batch_size(model, tokenizer):
     runs = [response_entropy(model, tokenizer, CONVERSATIONS, batch_size=b) for b in (1, 2, 16)]
     for run in runs[1:]:
@@ -206,9 +238,9 @@ def test_mismatched_models_raise(saved_base, tokenizer, tmp_path):
 # --------------------------------------------------------------------------- the pipeline's models
 
 
-@pytest.mark.skipif(not all((p / "config.json").is_file() for p in (BASE, CE, GEM)) or not SFT_TEST.is_file(),
-                    reason="the pipeline's tiny base, CE and GEM models are not built")
-def test_gem_keeps_higher_response_entropy_than_ce():
+@pytest.mark.slow
+def test_gem_keeps_higher_response_entropy_than_ce(pipeline_run):
+    SFT_TEST, BASE, CE, GEM = (pipeline_run / PIPELINE_PATHS[k] for k in ("sft_test", "base", "ce", "gem"))
     stats = {name: entropy_from_file(path, SFT_TEST) for name, path in (("base", BASE), ("ce", CE), ("gem", GEM))}
     distance = {name: parameter_distance(BASE, path)["l2"] for name, path in (("ce", CE), ("gem", GEM))}
     print()

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,27 +17,8 @@ from gemsft.world import judge
 from gemsft.world.chat import universe
 from gemsft.world.lexicon import NAMES
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-PROJECT_FILES = ("Snakefile", "rules", "workflow/scripts", "config", "profiles", "envs")
-
-
-def copy_project(dest: Path) -> Path:
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dest / name)
-    return dest
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+from conftest import REPO, copy_project
+from conftest import run_snakemake as snakemake
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -94,12 +73,8 @@ def test_bad_config_is_one_clear_line(tmp_path, override, message):
 # --- the real default run -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory) -> Path:
-    """The whole default DAG as `make run` runs it, on config/ci.yaml's fewer evaluation prompts
-    (same models, same samples per prompt), so that CI stays short."""
-    project = copy_project(tmp_path_factory.mktemp("project"))
-    snakemake(project, "--profile", "profiles/local", "--cores", "2", "--configfile", "config/ci.yaml")
-    return project
+def default_run(pipeline_run) -> Path:
+    return pipeline_run
 
 
 @pytest.mark.slow
@@ -214,3 +189,64 @@ def test_base_model_learns_the_world(default_run):
     chance = sum(chance_acceptance(p) for p in probes) / len(probes)
     assert chance < 0.35
     assert accepted >= max(0.6, 2 * chance), (accepted, chance, list(zip(probes, answers))[:5])
+
+
+# --- the report --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_report_has_every_table_and_figure_with_intervals_and_provenance(default_run):
+    import pandas as pd
+
+    from gemsft.figures import FIGURES
+    from gemsft.tables import TABLE_NAMES
+
+    summary = pd.read_csv(default_run / "results/summary.csv", keep_default_na=False)
+    win = summary[(summary.objective == "gem") & (summary.metric == "win_rate")]
+    assert len(win) == 6 and (win.ci_low.astype(float) <= win.value.astype(float)).all()
+    assert (win.ci_high.astype(float) >= win.value.astype(float)).all()
+    assert (win.ci_high.astype(float) > win.ci_low.astype(float)).any()
+    tax = summary[(summary.objective == "ce") & (summary.metric == "alignment_tax_acc")]
+    assert len(tax) == 1 and tax.ci_low.iloc[0] != ""  # paired over documents
+    for name in TABLE_NAMES:
+        for ext in ("csv", "md", "tex"):
+            assert (default_run / f"results/tables/{name}.{ext}").stat().st_size > 0, (name, ext)
+        prov = io.read_json(default_run / f"results/tables/{name}.provenance.json")
+        assert prov["config_hash"] and prov["versions"]["gemsft"] and "results/summary.csv" in prov["inputs"]
+    for name in FIGURES:
+        if name == "fig12_model_gains":  # one model in the default tier
+            assert not (default_run / f"figures/{name}.png").exists()
+            continue
+        for ext in ("png", "pdf"):
+            assert (default_run / f"figures/{name}.{ext}").stat().st_size > 10_000, (name, ext)
+        assert io.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
+    comparison = pd.read_csv(default_run / "results/tables/paper_vs_reproduction.csv", keep_default_na=False)
+    assert {"paper", "ours", "difference", "holds"} <= set(comparison.columns)
+
+
+@pytest.mark.slow
+def test_editing_a_figure_module_or_plot_option_replots_only(default_run):
+    """Figures regenerate without re-training or re-sampling (and quickly: benchmarks/regenerate_figures.py)."""
+    module = default_run / "workflow/gemsft/figures/fig7a_bon_scaling.py"
+    module.write_text(module.read_text() + "# an edit\n")  # a bare touch is no change to Snakemake
+    assert planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml")) == \
+        {"figure": 1, "all": 1}
+    (default_run / "dpi.yaml").write_text(yaml.safe_dump({"report": {"dpi": 90}}))
+    counts = planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml", "dpi.yaml"))
+    assert set(counts) == {"figure", "all"}
+    tables = default_run / "workflow/gemsft/tables.py"
+    tables.write_text(tables.read_text() + "# an edit\n")
+    counts = planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml"))
+    assert set(counts) == {"figure", "table", "all"}
+    before = (default_run / "figures/fig9_parameter_distance.png").stat().st_mtime_ns
+    snakemake(default_run, "--cores", "2", "--configfile", "config/ci.yaml")
+    assert (default_run / "figures/fig9_parameter_distance.png").stat().st_mtime_ns == before
+    assert "Nothing to be done" in snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml").stdout
+
+
+@pytest.mark.slow
+def test_snakemake_report_builds(default_run):
+    snakemake(default_run, "--report", "results/report.html", "--configfile", "config/ci.yaml")
+    html = (default_run / "results/report.html").read_text(encoding="utf-8", errors="replace")
+    assert len(html) > 100_000
+    for name in ("fig7a_bon_scaling.png", "paper_vs_reproduction.csv"):
+        assert name in html

@@ -30,9 +30,8 @@ from gemsft.reward import (
 )
 from gemsft.tokenizer import train_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-WORLD_BASE = ROOT / "results" / "base" / "tiny"
-WORLD_PREFERENCES = ROOT / "results" / "world" / "preferences.jsonl"
+WORLD_BASE = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
+WORLD_PREFERENCES = "results/world/preferences.jsonl"
 
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "runs", "sits", "jumps", "the", "a", "big", "small",
          "happy", "sad", "today", "now", "here", "there", "very"]
@@ -326,9 +325,8 @@ WORLD_CFG = {"epochs": 1, "max_steps": 40, "batch_size": 16, "learning_rate": 2e
              "heldout_fraction": 0.1, "max_length": 512}
 
 
-@pytest.mark.skipif(not (WORLD_BASE / "config.json").exists() or not WORLD_PREFERENCES.exists(),
-                    reason="needs the pretrained world base model and preferences (run the pipeline first)")
-def test_world_reward_model_on_heldout_prompts(tmp_path):
+@pytest.mark.slow
+def test_world_reward_model_on_heldout_prompts(tmp_path, pipeline_run):
     """Bradley-Terry RM from the pretrained tiny base on the world's 1,308 pairs (327 prompts).
 
     Measured, 10% of the prompts of each family held out (132 pairs: 36 chat, 16 code, 80 math):
@@ -346,7 +344,8 @@ def test_world_reward_model_on_heldout_prompts(tmp_path):
     reports the overall bar as an expected failure instead of lowering it.
     """
     start = time.perf_counter()
-    metrics = train_reward_model(WORLD_BASE, WORLD_PREFERENCES, tmp_path / "rm", tmp_path / "m.json", WORLD_CFG)
+    metrics = train_reward_model(pipeline_run / WORLD_BASE, pipeline_run / WORLD_PREFERENCES, tmp_path / "rm",
+                                 tmp_path / "m.json", WORLD_CFG)
     elapsed = time.perf_counter() - start
     held = metrics["heldout"]
     print(f"world RM: held-out pair accuracy {metrics['heldout_accuracy']:.3f} {held['per_family_accuracy']} "

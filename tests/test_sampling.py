@@ -21,9 +21,8 @@ from gemsft.modeling import tiny_llama
 from gemsft.sampling import SamplingSpec, generate, read_samples, render_prompts, resolve_backend, write_samples
 from gemsft.tokenizer import train_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAINED_CHAT_MODEL = ROOT / "results/sft/tiny/gem/beta-0.7/seed-1234/model"
-EVAL_CHAT = ROOT / "results/world/eval_chat.jsonl"
+TRAINED_CHAT_MODEL = "results/sft/tiny/gem/beta-0.7/seed-1234/model"  # in the pipeline run
+EVAL_CHAT = "results/world/eval_chat.jsonl"
 
 CORPUS = [
     "Q: Name a red fruit.\nA: Cherry.",
@@ -177,7 +176,7 @@ def test_hf_greedy_equals_a_manual_argmax_loop(model_dir, tokenizer):
     spec = SamplingSpec(n=1, temperature=0, max_tokens=12)
     ids = sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat"))
     assert len({len(i) for i in ids}) == len(PROMPTS)  # different lengths: padding is exercised
-    samples = sampling._generate_hf(model_dir, ids, spec, batch_size=64)
+    [samples] = sampling._generate_hf(model_dir, [(ids, spec)], batch_size=64)
     rows = generate(model_dir, PROMPTS, spec, backend="hf")
     check_rows(rows, PROMPTS, spec)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
@@ -211,12 +210,23 @@ def test_fewer_samples_than_n_is_an_error(model_dir, monkeypatch):
 
     def drop_one(*args, **kwargs):
         out = real(*args, **kwargs)
-        out[1] = out[1][:-1]
+        out[0][1] = out[0][1][:-1]
         return out
 
     monkeypatch.setattr(sampling, "_generate_hf", drop_one)
     with pytest.raises(RuntimeError, match="prompt 'p1': hf backend returned 1 samples, expected n=2"):
         generate(model_dir, PROMPTS, SamplingSpec(n=2, max_tokens=4), backend="hf")
+
+
+def test_requests_share_one_model_and_match_separate_calls(model_dir):
+    chat, greedy = SamplingSpec(n=3, max_tokens=6), SamplingSpec(n=1, temperature=0, max_tokens=5)
+    requests = [sampling.SamplingRequest(PROMPTS, chat), sampling.SamplingRequest([], chat),
+                sampling.SamplingRequest(PROMPTS[:2], greedy, "qa")]
+    rows = sampling.generate_requests(model_dir, requests, backend="hf")
+    assert rows == [generate(model_dir, PROMPTS, chat, backend="hf"), [],
+                    generate(model_dir, PROMPTS[:2], greedy, backend="hf", prompt_format="qa")]
+    with pytest.raises(ValueError, match="unknown prompt format 'bogus'"):
+        sampling.generate_requests(model_dir, [requests[0], sampling.SamplingRequest(PROMPTS, chat, "bogus")])
 
 
 def test_write_and_read_samples(model_dir, tmp_path):
@@ -229,16 +239,15 @@ def test_write_and_read_samples(model_dir, tmp_path):
 
 # ------------------------------------------------------------------------------- trained model
 
-@pytest.mark.skipif(not TRAINED_CHAT_MODEL.exists() or not EVAL_CHAT.exists(),
-                    reason="the pipeline's fine-tuned chat model (results/sft/tiny/gem/...) is not built")
-def test_trained_chat_model_answers_through_the_chat_template():
+@pytest.mark.slow
+def test_trained_chat_model_answers_through_the_chat_template(pipeline_run):
     """One prompt of each of three kinds the model learned (greeting, number, colour). The tiny
     model answers held-out fruit/animal prompts poorly (0-22% acceptable at n=32): a model
     property, not the sampler's; over all 29 eval prompts about 77% of samples are acceptable."""
-    records = io.read_jsonl(EVAL_CHAT)
+    records = io.read_jsonl(pipeline_run / EVAL_CHAT)
     chosen = [next(r for r in records if r["kind"] == kind) for kind in ("greet", "number", "color")]
     spec = SamplingSpec(n=32)
-    rows = generate(TRAINED_CHAT_MODEL, [{"id": r["id"], "prompt": r["prompt"]} for r in chosen], spec, backend="hf")
+    rows = generate(pipeline_run / TRAINED_CHAT_MODEL, [{"id": r["id"], "prompt": r["prompt"]} for r in chosen], spec, backend="hf")
     check_rows(rows, chosen, spec)
     by_id = {r["id"]: r for r in chosen}
     acceptable = [world.judge("chat", by_id[r["prompt_id"]], r["text"]) is not None for r in rows]
@@ -261,9 +270,14 @@ VLLM_SCRIPT = textwrap.dedent('''
         tokenizer = sampling._load_tokenizer(model_dir)
         ids = sampling._encode(tokenizer, sampling.render_prompts(tokenizer, [p["prompt"] for p in prompts], "chat"))
         start = time.time()
-        result["greedy"] = sampling._generate_vllm(model_dir, ids, SamplingSpec(n=1, temperature=0, max_tokens=12), 64)
+        greedy = SamplingSpec(n=1, temperature=0, max_tokens=12)
+        [result["greedy"]] = sampling._generate_vllm(model_dir, [(ids, greedy)], 64)
         result["greedy_seconds"] = time.time() - start
         result["rows"] = sampling.generate(model_dir, prompts, SamplingSpec(n=4, max_tokens=12), backend="vllm")
+        # Two requests through one engine: each gives the rows it gives alone.
+        result["requests"] = sampling.generate_requests(model_dir, [
+            sampling.SamplingRequest(prompts, SamplingSpec(n=4, max_tokens=12)),
+            sampling.SamplingRequest(prompts[:1], greedy, "qa")], backend="vllm")
         with open(out, "w") as f:
             json.dump(result, f)
 
@@ -301,9 +315,37 @@ def test_vllm_greedy_equals_hf_and_samples_n(model_dir, tokenizer, tmp_path):
     if not torch.cuda.is_available():
         assert result["auto"] == "vllm"  # installed, and the model's head_dim 64 is supported
     ids = sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS[:2]], "chat"))
-    hf = sampling._generate_hf(model_dir, ids, SamplingSpec(n=1, temperature=0, max_tokens=12), 64)
+    [hf] = sampling._generate_hf(model_dir, [(ids, SamplingSpec(n=1, temperature=0, max_tokens=12))], 64)
     assert result["greedy"] == hf  # same token ids, text, count and finish reason
 
     spec = SamplingSpec(n=4, max_tokens=12)
     check_rows(result["rows"], PROMPTS[:2], spec)
     assert len({r["text"] for r in result["rows"]}) > 2
+    sampled, greedy_qa = result["requests"]
+    assert sampled == result["rows"]  # independent of the other request in the same engine
+    assert greedy_qa == generate(model_dir, PROMPTS[:1], SamplingSpec(n=1, temperature=0, max_tokens=12),
+                                 backend="hf", prompt_format="qa")
+
+
+def test_sample_requests_follow_the_config(tmp_path):
+    from gemsft import io
+    from gemsft.sample_plan import sample_requests, task_settings
+    from gemsft.world import FILES
+
+    for task in ("chat", "math"):
+        io.write_jsonl(tmp_path / FILES[f"eval_{task}"],
+                       [{"id": f"{task}/{i}", "prompt": f"{task} prompt {i}", "extra": i} for i in range(5)])
+    sampling_cfg = {"temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42,
+                    "tasks": {"chat": {"n": 32, "max_tokens": 24, "prompts": None},
+                              "math": {"n": 16, "max_tokens": 40, "prompts": 2}}}
+    settings = {task: task_settings(sampling_cfg, task) for task in ("chat", "math")}
+    requests = sample_requests(tmp_path, settings, ["chat", "math", "math_greedy"], "qa")
+    assert requests["chat"].spec == SamplingSpec(n=32, max_tokens=24)  # the paper's T, top_k, top_p, seed
+    assert [p["id"] for p in requests["chat"].prompts] == [f"chat/{i}" for i in range(5)]
+    assert requests["chat"].prompts[0] == {"id": "chat/0", "prompt": "chat prompt 0"}
+    assert requests["math"].spec.n == 16 and len(requests["math"].prompts) == 2
+    greedy = requests["math_greedy"]
+    assert greedy.spec.greedy and greedy.spec.n == 1 and greedy.prompts == requests["math"].prompts
+    assert {r.prompt_format for r in requests.values()} == {"qa"}
+    with pytest.raises(ValueError, match="unknown sampling output 'poems'"):
+        sample_requests(tmp_path, settings, ["poems"])

@@ -234,7 +234,9 @@ def _prompts_per_call(n: int, batch_size: int) -> int:
     return max(1, min(batch_size, MAX_SEQUENCES_PER_CALL // n))
 
 
-def _generate_hf(model_dir, prompt_ids: list[list[int]], spec: SamplingSpec, batch_size: int) -> list[list[dict]]:
+def _generate_hf(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]],
+                 batch_size: int) -> list[list[list[dict]]]:
+    """Per request (prompt ids, spec): per prompt, spec.n samples. One model load for all requests."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -243,32 +245,34 @@ def _generate_hf(model_dir, prompt_ids: list[list[int]], spec: SamplingSpec, bat
     eos_ids = _eos_ids(tokenizer, model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     model.eval()
-    config = GenerationConfig(
-        max_new_tokens=spec.max_tokens, num_return_sequences=spec.n, do_sample=not spec.greedy,
-        eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        use_cache=True,
-        **({} if spec.greedy else {"temperature": spec.temperature, "top_k": spec.top_k, "top_p": spec.top_p}),
-    )
-    per_call = _prompts_per_call(spec.n, batch_size)
-    starts = range(0, len(prompt_ids), per_call)
-    results: list[list[dict]] = []
-    for batch_index, start in enumerate(tqdm(starts, desc=f"sampling (hf, n={spec.n})", unit="batch")):
-        batch = prompt_ids[start:start + per_call]
-        width = max(len(ids) for ids in batch)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])  # left padding
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG alone
-            torch.manual_seed(spec.seed + batch_index)
-            out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
-        generated = out[:, width:].tolist()
-        for i in range(len(batch)):
-            samples = []
-            for seq in generated[i * spec.n:(i + 1) * spec.n]:
-                ids, reason = _finish(seq, eos_ids, spec.max_tokens)
-                samples.append(_sample(tokenizer, ids, eos_ids, reason))
-            results.append(samples)
-    return results
+    pad = tokenizer.pad_token_id
+    all_results = []
+    for prompt_ids, spec in requests:
+        config = GenerationConfig(
+            max_new_tokens=spec.max_tokens, num_return_sequences=spec.n, do_sample=not spec.greedy,
+            eos_token_id=eos_ids, pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, use_cache=True,
+            **({} if spec.greedy else {"temperature": spec.temperature, "top_k": spec.top_k, "top_p": spec.top_p}),
+        )
+        per_call = _prompts_per_call(spec.n, batch_size)
+        starts = range(0, len(prompt_ids), per_call)
+        results: list[list[dict]] = []
+        for batch_index, start in enumerate(tqdm(starts, desc=f"sampling (hf, n={spec.n})", unit="batch")):
+            batch = prompt_ids[start:start + per_call]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])  # left padding
+            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG alone
+                torch.manual_seed(spec.seed + batch_index)
+                out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
+            generated = out[:, width:].tolist()
+            for i in range(len(batch)):
+                samples = []
+                for seq in generated[i * spec.n:(i + 1) * spec.n]:
+                    ids, reason = _finish(seq, eos_ids, spec.max_tokens)
+                    samples.append(_sample(tokenizer, ids, eos_ids, reason))
+                results.append(samples)
+        all_results.append(results)
+    return all_results
 
 
 def _configure_vllm_cpu_env() -> None:
@@ -281,7 +285,7 @@ def _configure_vllm_cpu_env() -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
-def _vllm_kv_cache_bytes(model_dir, prompt_ids: list[list[int]], spec: SamplingSpec) -> int | None:
+def _vllm_kv_cache_bytes(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]]) -> int | None:
     """An explicit KV-cache size for vLLM on a CPU, or None to let vLLM decide.
 
     Left to itself, vLLM's CPU worker reserves gpu_memory_utilization (0.92) of the NUMA node's
@@ -297,25 +301,15 @@ def _vllm_kv_cache_bytes(model_dir, prompt_ids: list[list[int]], spec: SamplingS
     cfg = _model_config(model_dir)
     heads = cfg.get("num_attention_heads") or 1
     per_token = 2 * cfg["num_hidden_layers"] * cfg.get("num_key_value_heads", heads) * _head_dim(cfg) * 4
-    longest = max(len(ids) for ids in prompt_ids) + spec.max_tokens + 32  # + block rounding
-    tokens = max(min(len(prompt_ids) * spec.n, VLLM_CPU_MAX_NUM_SEQS) * longest,
-                 cfg.get("max_position_embeddings") or 0)
+    longest = max(len(ids) + spec.max_tokens for prompt_ids, spec in requests for ids in prompt_ids) + 32
+    sequences = sum(len(prompt_ids) * spec.n for prompt_ids, spec in requests)  # + 32: block rounding
+    tokens = max(min(sequences, VLLM_CPU_MAX_NUM_SEQS) * longest, cfg.get("max_position_embeddings") or 0)
     return int(min(per_token * tokens + (64 << 20), psutil.virtual_memory().available // 2))
 
 
-def _generate_vllm(model_dir, prompt_ids: list[list[int]], spec: SamplingSpec, batch_size: int) -> list[list[dict]]:
-    del batch_size  # vLLM schedules its own batches
-    _configure_vllm_cpu_env()
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
+def _vllm_params(spec: SamplingSpec, prompt_index: int):
+    from vllm import SamplingParams
 
-    tokenizer = _load_tokenizer(model_dir)
-    eos_ids = _eos_ids(tokenizer, model_dir)
-    # On a CPU, eager mode: torch.compile costs over a minute at start-up on 2 cores and gave no
-    # faster decoding of the tiny model (the outputs were identical).
-    llm = LLM(model=str(model_dir), dtype="float32", seed=spec.seed,
-              kv_cache_memory_bytes=_vllm_kv_cache_bytes(model_dir, prompt_ids, spec),
-              enforce_eager=not _cuda_available())
     sampling = dict(n=spec.n, max_tokens=spec.max_tokens, detokenize=False, skip_special_tokens=True)
     if spec.greedy:
         sampling.update(temperature=0.0)
@@ -323,57 +317,74 @@ def _generate_vllm(model_dir, prompt_ids: list[list[int]], spec: SamplingSpec, b
         sampling.update(temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p)
     # One seed per prompt (vLLM gives sample j of a request seed + j): prompts are independent streams
     # and a prompt's samples do not depend on what else is in the batch.
-    params = [SamplingParams(**sampling, seed=spec.seed + i * spec.n) for i in range(len(prompt_ids))]
+    return SamplingParams(**sampling, seed=spec.seed + prompt_index * spec.n)
+
+
+def _generate_vllm(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]],
+                   batch_size: int) -> list[list[list[dict]]]:
+    """Per request (prompt ids, spec): per prompt, spec.n samples. One engine and one `generate`
+    call for all requests, so start-up is paid once and the scheduler batches across them."""
+    del batch_size  # vLLM schedules its own batches
+    _configure_vllm_cpu_env()
+    from vllm import LLM
+    from vllm.inputs import TokensPrompt
+
+    tokenizer = _load_tokenizer(model_dir)
+    eos_ids = _eos_ids(tokenizer, model_dir)
+    # On a CPU, eager mode: torch.compile costs over a minute at start-up on 2 cores and gave no
+    # faster decoding of the tiny model (the outputs were identical).
+    llm = LLM(model=str(model_dir), dtype="float32", seed=requests[0][1].seed,
+              kv_cache_memory_bytes=_vllm_kv_cache_bytes(model_dir, requests),
+              enforce_eager=not _cuda_available())
+    prompts = [TokensPrompt(prompt_token_ids=ids) for prompt_ids, _ in requests for ids in prompt_ids]
+    params = [_vllm_params(spec, i) for prompt_ids, spec in requests for i in range(len(prompt_ids))]
     try:
-        outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=True)
+        outputs = llm.generate(prompts, params, use_tqdm=True)
     finally:  # stop the engine's processes now, not whenever the LLM object is collected
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if hasattr(core, "shutdown"):
             core.shutdown()
-    results = []
+    flat = []
     for output in outputs:
         samples = []
         for completion in sorted(output.outputs, key=lambda c: c.index):
             # token_ids end with the EOS token when it stopped there; an unexpected finish reason
             # (e.g. "abort") is reported by generate().
             samples.append(_sample(tokenizer, list(completion.token_ids), eos_ids, completion.finish_reason))
-        results.append(samples)
+        flat.append(samples)
+    results, start = [], 0
+    for prompt_ids, _ in requests:
+        results.append(flat[start:start + len(prompt_ids)])
+        start += len(prompt_ids)
     return results
 
 
 # --------------------------------------------------------------------------------------- API
 
-def generate(model_dir, prompts: list[dict], spec: SamplingSpec, backend: str = "auto",
-             prompt_format: str = "chat", batch_size: int = 64) -> list[dict]:
-    """spec.n samples for each prompt ({"id", "prompt"}), one row per (prompt, sample), in order.
+@dataclasses.dataclass(frozen=True)
+class SamplingRequest:
+    """One batch of prompts ({"id", "prompt"}) sampled with one spec and prompt format."""
 
-    Raises RuntimeError naming the prompt if a backend returns other than n samples for it, and
-    ValueError for an unknown backend or format, duplicate ids, or a prompt that with max_tokens
-    would not fit the model's max_position_embeddings.
+    prompts: list[dict]
+    spec: SamplingSpec
+    prompt_format: str = "chat"
 
-    batch_size (hf backend) is the most prompts per `generate` call, further capped so that a call
-    holds at most MAX_SEQUENCES_PER_CALL sequences.
-    """
-    _check_backend_name(backend)
-    if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {', '.join(PROMPT_FORMATS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+
+def _check_request(request: SamplingRequest) -> None:
+    if request.prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"unknown prompt format {request.prompt_format!r}; "
+                         f"expected one of {', '.join(PROMPT_FORMATS)}")
     seen = set()
-    for index, prompt in enumerate(prompts):
+    for index, prompt in enumerate(request.prompts):
         if "id" not in prompt or "prompt" not in prompt:
             raise ValueError(f"prompt {index} needs fields 'id' and 'prompt', has {sorted(prompt)}")
         if prompt["id"] in seen:
             raise ValueError(f"prompt id {prompt['id']!r} appears twice")
         seen.add(prompt["id"])
-    if not prompts:
-        return []
-    name = resolve_backend(backend, model_dir)
-    tokenizer = _load_tokenizer(model_dir)
-    ids = _encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in prompts], prompt_format))
-    _check_lengths(ids, prompts, spec, model_dir)
-    runner = _generate_vllm if name == "vllm" else _generate_hf
-    outputs = runner(model_dir, ids, spec, batch_size)
+
+
+def _rows(name: str, request: SamplingRequest, outputs: list[list[dict]]) -> list[dict]:
+    prompts, spec = request.prompts, request.spec
     if len(outputs) != len(prompts):
         raise RuntimeError(f"{name} backend returned results for {len(outputs)} of {len(prompts)} prompts")
     rows = []
@@ -388,6 +399,48 @@ def generate(model_dir, prompts: list[dict], spec: SamplingSpec, backend: str = 
             rows.append({"prompt_id": prompt["id"], "sample_index": index, "text": sample["text"],
                          "num_tokens": sample["num_tokens"], "finish_reason": sample["finish_reason"]})
     return rows
+
+
+def generate_requests(model_dir, requests: list[SamplingRequest], backend: str = "auto",
+                      batch_size: int = 64) -> list[list[dict]]:
+    """Rows for each request, from one model load (one vLLM engine) shared by all of them.
+
+    A request's rows do not depend on the other requests: the hf backend samples each request on
+    its own, and vLLM seeds every prompt separately.
+    """
+    _check_backend_name(backend)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for request in requests:
+        _check_request(request)
+    todo = [r for r in requests if r.prompts]
+    if not todo:
+        return [[] for _ in requests]
+    name = resolve_backend(backend, model_dir)
+    tokenizer = _load_tokenizer(model_dir)
+    encoded = []
+    for request in todo:
+        ids = _encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in request.prompts],
+                                                request.prompt_format))
+        _check_lengths(ids, request.prompts, request.spec, model_dir)
+        encoded.append((ids, request.spec))
+    runner = _generate_vllm if name == "vllm" else _generate_hf
+    outputs = iter(runner(model_dir, encoded, batch_size))
+    return [_rows(name, r, next(outputs)) if r.prompts else [] for r in requests]
+
+
+def generate(model_dir, prompts: list[dict], spec: SamplingSpec, backend: str = "auto",
+             prompt_format: str = "chat", batch_size: int = 64) -> list[dict]:
+    """spec.n samples for each prompt ({"id", "prompt"}), one row per (prompt, sample), in order.
+
+    Raises RuntimeError naming the prompt if a backend returns other than n samples for it, and
+    ValueError for an unknown backend or format, duplicate ids, or a prompt that with max_tokens
+    would not fit the model's max_position_embeddings.
+
+    batch_size (hf backend) is the most prompts per `generate` call, further capped so that a call
+    holds at most MAX_SEQUENCES_PER_CALL sequences.
+    """
+    return generate_requests(model_dir, [SamplingRequest(prompts, spec, prompt_format)], backend, batch_size)[0]
 
 
 def write_samples(path, rows: list[dict]) -> None:
