@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/world.smk"
 include: "rules/pretrain.smk"
@@ -15,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/sample.smk"
 include: "rules/score.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,5 +1,9 @@
 # Config validation, the run matrix and path helpers used by every rule file.
 from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_config
+from gemsft.figures import FIGURES, figure_caption
+from gemsft.provenance import config_hash
+from gemsft.sample_plan import task_settings
+from gemsft.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
 from gemsft.world import FILES as WORLD_FILES
 
 
@@ -57,9 +61,7 @@ def run_model_dir(wildcards):
 
 def sampling_settings(task):
     """Sampling spec fields of a task: the paper's shared settings, the task's n and length."""
-    sampling, spec = config["sampling"], config["sampling"]["tasks"][task]
-    shared = {key: sampling[key] for key in ("temperature", "top_k", "top_p", "seed")}
-    return {**shared, "n": spec["n"], "max_tokens": spec["max_tokens"], "prompts": spec.get("prompts")}
+    return task_settings(config["sampling"], task)
 
 
 def run_model_input(wildcards):
@@ -90,4 +92,37 @@ def trained_models():
 
 
 def final_outputs():
-    return [*trained_models(), "results/metrics.csv"]
+    return [*trained_models(), "results/metrics.csv", *report_outputs()]
+
+
+# --- report ---------------------------------------------------------------------------------
+
+REPORT = config["report"]
+PAPER_NUMBERS = "workflow/gemsft/paper_numbers.csv"
+# Figure 12 compares models; a config trains one.
+FIGURE_NAMES = [name for name in FIGURES if name != "fig12_model_gains"]
+
+
+def next_token_stages(wildcards=None):
+    """Figure 11's inputs: the model_stats stage of every run it shows."""
+    shown = set(REPORT["next_token_objectives"])
+    return [f"results/eval/{run.path}/model_stats.json" for run in RUNS if run.objective in shown]
+
+
+def figure_inputs(wildcards):
+    figures = "workflow/gemsft/figures"
+    inputs = {"module": f"{figures}/{wildcards.figure}.py", "style": f"{figures}/style.py",
+              "shared": f"{figures}/__init__.py"}
+    if wildcards.figure == "probability_transfer":
+        inputs["losses"] = "workflow/gemsft/losses.py"  # computed with the project's own losses
+    else:
+        inputs["summary"] = "results/summary.csv"
+    if wildcards.figure == "fig11_next_token":
+        inputs["model_stats"] = next_token_stages()
+    return inputs
+
+
+def report_outputs():
+    return ["results/summary.csv",
+            *[f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("csv", "md", "tex")],
+            *[f"figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", *REPORT["extra_formats"])]]

@@ -73,6 +73,7 @@ rule evaluate_knowledge:
     output:
         stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/knowledge.json",
         lm_eval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_results.json",
+        lm_eval_samples="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_samples.jsonl",
     params:
         model_dir=run_model_dir,
         records=world_file("eval_knowledge"),
@@ -98,6 +99,8 @@ rule evaluate_model_stats:
         model_dir=run_model_dir,
         base_dir=base_model_dir,
         sft_test=world_file("sft_test"),
+        eval_chat=world_file("eval_chat"),
+        next_token_kind=config["evaluation"]["next_token_kind"],
     log:
         "results/logs/evaluate_model_stats/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:

@@ -28,7 +28,7 @@ import yaml
 
 import gemsft.world.build as build_mod
 from gemsft import io
-from gemsft.world import FILES, build_world, judge, write_world
+from gemsft.world import FILES, answer_prefix, build_world, judge, write_world
 from gemsft.world import arithmetic, chat, code, knowledge, lexicon
 from gemsft.world.common import QA_FRAME
 
@@ -701,3 +701,14 @@ def test_too_many_countries_raise_instead_of_hanging(cfg):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_answer_prefix_ends_right_before_the_answer(world):
+    chat = [r for r in world["eval_chat"]]
+    for record in chat:
+        prefix = answer_prefix(record)
+        rest = record["reference"][len(prefix):]
+        assert any(rest.startswith(" " + a) or rest.startswith(a) for a in record["acceptable"]), record["id"]
+        assert not prefix.endswith(" ")
+    with pytest.raises(ValueError, match="names none of its acceptable answers"):
+        answer_prefix({**chat[0], "acceptable": ["zebra-not-there"]})

@@ -229,3 +229,24 @@ def alignment_tax(base_scores: Mapping[str, float], tuned_scores: Mapping[str, f
         "base_average": math.fsum(float(v) for v in base_scores.values()) / n,
         "tuned_average": math.fsum(float(v) for v in tuned_scores.values()) / n,
     }
+
+
+# --------------------------------------------------------------------------- per-document scores
+
+
+def document_rows(samples_jsonl: str | os.PathLike, task: str, label: str,
+                  metrics: Sequence[str] = ("acc", "acc_norm")) -> list[dict]:
+    """Per-document rows (in percent) of one task from lm-eval's samples file, for bootstrap intervals
+    over documents and paired alignment-tax intervals (the base and a tuned model score the same
+    doc_ids). Their mean is lm-eval's aggregate score."""
+    from .results import metric
+
+    rows = []
+    for record in sorted((r for r in io.read_jsonl(samples_jsonl) if r["task"] == task), key=lambda r: r["doc_id"]):
+        for name in metrics:
+            if name not in record:
+                raise KeyError(f"{samples_jsonl}: document {record['doc_id']} of {task!r} has no metric {name!r}")
+            rows.append(metric(label, name, 100.0 * float(record[name]), prompt_id=str(record["doc_id"])))
+    if not rows:
+        raise ValueError(f"{samples_jsonl}: no documents of task {task!r}")
+    return rows

@@ -85,7 +85,8 @@ def response_entropy(model, tokenizer, conversations: Sequence[list[dict]], batc
     labels are -100 outside assistant turns); the distribution at position t-1 predicts token t.
     Returns {"entropy": token-level mean entropy (nats), "entropy_mean_of_sequences": mean over
     conversations of their mean, "nll": token-level mean NLL, "perplexity": exp(nll), "tokens",
-    "conversations"}. Batches are right-padded; the result does not depend on `batch_size` (up to
+    "conversations", "per_conversation": {"entropy", "nll", "tokens"}: each conversation's mean entropy,
+    mean NLL and response-token count, in input order (for bootstrap intervals over conversations)}. Batches are right-padded; the result does not depend on `batch_size` (up to
     float32 round-off). `max_length` truncates long conversations (None: no truncation).
     """
     if batch_size < 1:
@@ -123,6 +124,8 @@ def response_entropy(model, tokenizer, conversations: Sequence[list[dict]], batc
         "perplexity": math.exp(nll),
         "tokens": tokens,
         "conversations": len(examples),
+        "per_conversation": {"entropy": (entropy_sum / counts).tolist(), "nll": (nll_sum / counts).tolist(),
+                             "tokens": counts.tolist()},
     }
 
 
@@ -140,7 +143,7 @@ def load_model_and_tokenizer(model_dir: str | os.PathLike, dtype: torch.dtype = 
 def entropy_from_file(model_dir: str | os.PathLike, sft_test_path: str | os.PathLike, batch_size: int = 16,
                       max_length: int | None = None) -> dict:
     """`response_entropy` of the model in `model_dir` (base or fine-tuned; float32) on the `messages`
-    of every row of the SFT test split."""
+    of every row of the SFT test split, with the rows' ids (or indices) as `per_conversation["id"]`."""
     rows = io.read_jsonl(sft_test_path)
     conversations = []
     for index, row in enumerate(rows):
@@ -149,9 +152,44 @@ def entropy_from_file(model_dir: str | os.PathLike, sft_test_path: str | os.Path
         conversations.append(row["messages"])
     model, tokenizer = load_model_and_tokenizer(model_dir)
     try:
-        return response_entropy(model, tokenizer, conversations, batch_size=batch_size, max_length=max_length)
+        stats = response_entropy(model, tokenizer, conversations, batch_size=batch_size, max_length=max_length)
     except ValueError as err:
         raise ValueError(f"{sft_test_path}: {err}") from None
+    stats["per_conversation"]["id"] = [row.get("id", str(index)) for index, row in enumerate(rows)]
+    return stats
+
+
+def stats_per_prompt(stats: dict, task: str = "sft_test") -> list[dict]:
+    """Per-conversation rows whose token-weighted mean is the token-level entropy, and whose
+    exp(token-weighted mean NLL) is the perplexity (`gemsft.results.mean_rows` gives both back)."""
+    from .results import metric
+
+    per = stats["per_conversation"]
+    rows = []
+    for pid, entropy, nll, tokens in zip(per["id"], per["entropy"], per["nll"], per["tokens"]):
+        rows += [metric(task, "entropy", entropy, prompt_id=pid, weight=tokens),
+                 metric(task, "perplexity", nll, prompt_id=pid, weight=tokens, link="exp")]
+    return rows
+
+
+@torch.no_grad()
+def next_token_distribution(model_dir: str | os.PathLike, prompt: str, prefix: str, top_k: int = 20) -> dict:
+    """Figure 11: the model's next-token distribution after a chat prompt and the start of the answer.
+
+    The prompt goes through the chat template (one user turn, generation prompt) and `prefix` is
+    appended as the start of the assistant's reply, so the distribution is over the answer's first
+    token. Returns the `top_k` most likely tokens (decoded), their probabilities (descending), and
+    the total probability of the rest.
+    """
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True) + prefix
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    probs = torch.softmax(model(input_ids=ids).logits[0, -1].double(), dim=-1)
+    top = torch.topk(probs, min(top_k, probs.numel()))
+    return {"prompt": prompt, "prefix": prefix,
+            "tokens": [tokenizer.decode([i]) for i in top.indices.tolist()],
+            "probs": top.values.tolist(), "rest": float(1.0 - top.values.sum())}
 
 
 # --------------------------------------------------------------------------- parameter distance

@@ -39,3 +39,19 @@ def git_commit(repo: str | Path | None = None) -> str | None:
 
 def provenance(config: dict) -> dict:
     return {"config_hash": config_hash(config), "versions": package_versions(), "git_commit": git_commit()}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_provenance(config: dict, inputs: list[str | Path], rule: str) -> dict:
+    """What a table or figure was made from: the rule, the config hash, package versions, commit, and
+    a hash of every input file (so it can be matched to the exact evaluation results)."""
+    files = [Path(p) for p in inputs]
+    return {**provenance(config), "rule": rule,
+            "inputs": {str(p): file_sha256(p) for p in files if p.is_file()}}

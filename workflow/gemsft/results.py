@@ -1,7 +1,10 @@
 """The one shape every evaluation stage writes, and the tidy table they are gathered into.
 
 A stage JSON holds the run it belongs to, provenance, aggregate `rows` (task, metric, k, value) and
-`per_prompt` values of the same metrics (for bootstrap intervals over prompts in the report).
+`per_prompt` values of the same metrics (for bootstrap intervals over prompts in the report). A
+per-prompt row may carry a `weight` (e.g. its token count, for token-level means) and a `link`
+applied to the weighted mean ("exp": perplexity from per-prompt mean NLL); a row's aggregate is
+always link(weighted mean of its per-prompt values).
 `results/metrics.csv` is every stage's rows with the run's model, objective, beta and seed.
 """
 
@@ -21,15 +24,28 @@ def metric(task: str, name: str, value: float, k: int | None = None, **extra) ->
     return {"task": task, "metric": name, "k": k, "value": float(value), **extra}
 
 
+LINKS = {None: lambda x: x, "exp": math.exp}
+
+
+def weighted_mean(values, weights, link: str | None = None) -> float:
+    """link(sum w v / sum w) over the finite values; NaN when there are none."""
+    pairs = [(v, w) for v, w in zip(values, weights) if not math.isnan(v)]
+    total = math.fsum(w for _, w in pairs)
+    if not pairs or total == 0:
+        return math.nan
+    return LINKS[link](math.fsum(v * w for v, w in pairs) / total)
+
+
 def mean_rows(per_prompt: list[dict]) -> list[dict]:
-    """Aggregate rows: the mean over prompts of each (task, metric, k), NaNs skipped."""
-    groups: dict[tuple, list[float]] = {}
+    """Aggregate rows: link(weighted mean) over prompts of each (task, metric, k), NaNs skipped."""
+    groups: dict[tuple, list[dict]] = {}
     for row in per_prompt:
-        groups.setdefault((row["task"], row["metric"], row["k"]), []).append(row["value"])
+        groups.setdefault((row["task"], row["metric"], row["k"]), []).append(row)
     rows = []
-    for (task, name, k), values in groups.items():
-        finite = [v for v in values if not math.isnan(v)]
-        rows.append(metric(task, name, sum(finite) / len(finite) if finite else math.nan, k, n_prompts=len(finite)))
+    for (task, name, k), group in groups.items():
+        values = [r["value"] for r in group]
+        value = weighted_mean(values, [r.get("weight", 1.0) for r in group], group[0].get("link"))
+        rows.append(metric(task, name, value, k, n_prompts=sum(not math.isnan(v) for v in values)))
     return rows
 
 

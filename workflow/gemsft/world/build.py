@@ -109,3 +109,14 @@ def write_world(cfg: dict, out_dir: str | Path) -> dict:
             io.write_jsonl(tmp / FILES[name], rows)
         io.write_json(tmp / FILES["summary"], summary)
     return summary
+
+
+def answer_prefix(record: dict) -> str:
+    """The reference response of a chat record up to its answer, without the space before it (the
+    byte-level tokenizer puts a word's leading space into the word's token): the context after which
+    a model's next token is its answer (Figure 11)."""
+    reference = record["reference"]
+    found = [i for i in (reference.find(answer) for answer in record["acceptable"]) if i >= 0]
+    if not found:
+        raise ValueError(f"chat record {record['id']!r}: its reference names none of its acceptable answers")
+    return reference[:min(found)].rstrip()

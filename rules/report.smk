@@ -1,0 +1,68 @@
+# Report (Section 6's tables, Figures 2-12): every number with a 95% bootstrap interval over prompts
+# (and seeds), the paper's tables beside the paper's own numbers, and the figures. These rules read
+# only evaluation outputs, so editing a table or figure module or a `report:` option re-runs them
+# and nothing upstream.
+
+
+rule summary:
+    input:
+        stage_outputs(),
+    output:
+        "results/summary.csv",
+    params:
+        resamples=REPORT["bootstrap_resamples"],
+        level=REPORT["confidence_level"],
+        seed=REPORT["bootstrap_seed"],
+    log:
+        "results/logs/report/summary.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/summarize.py"
+
+
+rule table:
+    input:
+        summary="results/summary.csv",
+        paper=PAPER_NUMBERS,
+        module="workflow/gemsft/tables.py",
+    output:
+        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
+        md="results/tables/{table}.md",
+        tex="results/tables/{table}.tex",
+        provenance="results/tables/{table}.provenance.json",
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
+    params:
+        caption=lambda wildcards: TABLE_CAPTIONS[wildcards.table],
+        config_hash=config_hash(config),
+    log:
+        "results/logs/report/table_{table}.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/make_table.py"
+
+
+rule figure:
+    input:
+        unpack(figure_inputs),
+    output:
+        png=report("figures/{figure}.png", caption="../report/figure.rst", category="Figures",
+                   labels={"figure": "{figure}"}),
+        other=[f"figures/{{figure}}.{ext}" for ext in REPORT["extra_formats"]],
+        provenance="figures/{figure}.provenance.json",
+    wildcard_constraints:
+        figure="|".join(FIGURES),
+    params:
+        caption=lambda wildcards: figure_caption(wildcards.figure),
+        config_hash=config_hash(config),
+        dpi=REPORT["dpi"],
+        options={key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")},
+    log:
+        "results/logs/report/{figure}.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/make_figure.py"

@@ -1,0 +1,52 @@
+"""Display names and the order of runs, shared by the tables and the figures so both read alike.
+
+Dependency-free on purpose: the figures module imports it beside matplotlib, the tables beside pandas.
+"""
+
+from __future__ import annotations
+
+NO_BETA = "na"  # same label as gemsft.config.NO_BETA; not imported, config pulls in torch via losses
+
+# The paper's reading order: the pre-trained model, the CE family, then GEM.
+OBJECTIVE_ORDER = ("base", "ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid")
+
+OBJECTIVE_NAMES = {
+    "base": "Pre-trained",
+    "ce": "CE",
+    "ce_wd": "CE + WD",
+    "neft": "NEFT",
+    "ce_entropy": "CE + Entropy",
+    "gem": "GEM",
+    "gem_log_sigmoid": "GEM (log-sigmoid)",
+}
+
+
+def beta_text(beta) -> str | None:
+    """The beta label as shown, or None for objectives without beta (None, NaN, "", "na")."""
+    if beta is None or beta != beta or str(beta).strip().lower() in ("", NO_BETA, "nan", "none"):
+        return None
+    return f"{beta:g}" if isinstance(beta, float) else str(beta)
+
+
+def objective_label(objective: str, beta=NO_BETA) -> str:
+    """"CE", "GEM (β=0.7)", "GEM (log-sigmoid, β=0.7)"; an unknown objective shows its own name."""
+    name = OBJECTIVE_NAMES.get(objective, objective)
+    b = beta_text(beta)
+    if b is None:
+        return name
+    if name.endswith(")"):
+        return f"{name[:-1]}, β={b})"
+    return f"{name} (β={b})"
+
+
+def run_sort_key(objective: str, beta=NO_BETA) -> tuple:
+    """Objectives in OBJECTIVE_ORDER (unknown ones after, by name); betas from large to small as in
+    the paper's Table 3, the no-beta run first."""
+    known = objective in OBJECTIVE_ORDER
+    rank = OBJECTIVE_ORDER.index(objective) if known else len(OBJECTIVE_ORDER)
+    b = beta_text(beta)
+    try:
+        beta_key = (0, 0.0) if b is None else (1, -float(b))
+    except ValueError:  # a non-numeric label still sorts, after the numeric ones
+        beta_key = (2, 0.0)
+    return (rank, "" if known else objective, beta_key, b or "")
