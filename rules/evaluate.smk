@@ -3,25 +3,28 @@
 # perplexity and distance from the base model; all gathered into one tidy table.
 
 
+# The world's code tasks and HumanEval go through the same sandbox in one job.
 rule evaluate_code:
     input:
-        samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.jsonl",
+        code="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/code.jsonl",
+        humaneval="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.jsonl",
         world="results/world",
     output:
-        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.json",
-        executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/{task}_executions.jsonl",
-        export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/{task}_samples.jsonl",
-    wildcard_constraints:
-        task="code|humaneval",
+        code="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/code.json",
+        humaneval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.json",
+        code_executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/code_executions.jsonl",
+        humaneval_executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval_executions.jsonl",
+        code_export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/code_samples.jsonl",
+        humaneval_export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval_samples.jsonl",
     params:
         records=world_file("eval_code"),
         humaneval_prompts=config["sampling"]["tasks"]["humaneval"].get("prompts"),
         pass_k=config["evaluation"]["pass_k"],
         timeout_s=config["evaluation"].get("code_timeout_s", 3.0),
     log:
-        "results/logs/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.log",
+        "results/logs/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}/{task}.tsv"
+        "results/benchmarks/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
     conda:
         "../envs/eval.yaml"
     script:
@@ -46,6 +49,8 @@ rule evaluate_math:
         "../workflow/scripts/evaluate_math.py"
 
 
+# The base model's chat samples (Table 2's pre-trained row); fine-tuned models' come with their
+# reward scores (evaluate_chat).
 rule evaluate_diversity:
     input:
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
@@ -53,6 +58,8 @@ rule evaluate_diversity:
     output:
         stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/diversity.json",
         export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
+    wildcard_constraints:
+        objective=BASE_RUN.objective,
     params:
         records=world_file("eval_chat"),
         compat=config["evaluation"]["compat"],
@@ -66,49 +73,33 @@ rule evaluate_diversity:
         "../workflow/scripts/evaluate_diversity.py"
 
 
-rule evaluate_knowledge:
-    input:
-        model=run_model_input,
-        world="results/world",
-    output:
-        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/knowledge.json",
-        lm_eval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_results.json",
-        lm_eval_samples="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_samples.jsonl",
-    params:
-        model_dir=run_model_dir,
-        records=world_file("eval_knowledge"),
-        batch_size=config["evaluation"].get("lm_eval_batch_size", 16),
-    log:
-        "results/logs/evaluate_knowledge/{model}/{objective}/beta-{beta}/seed-{seed}.log",
-    benchmark:
-        "results/benchmarks/evaluate_knowledge/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
-    conda:
-        "../envs/eval.yaml"
-    script:
-        "../workflow/scripts/evaluate_knowledge.py"
-
-
-rule evaluate_model_stats:
+# Both read the model's weights, not its samples, so one job loads the stack once for both.
+rule evaluate_model:
     input:
         model=run_model_input,
         base=base_model_input,
         world="results/world",
     output:
-        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/model_stats.json",
+        knowledge="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/knowledge.json",
+        lm_eval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_results.json",
+        lm_eval_samples="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_samples.jsonl",
+        model_stats="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/model_stats.json",
     params:
         model_dir=run_model_dir,
         base_dir=base_model_dir,
+        knowledge=world_file("eval_knowledge"),
+        lm_eval_batch_size=config["evaluation"].get("lm_eval_batch_size", 16),
         sft_test=world_file("sft_test"),
         eval_chat=world_file("eval_chat"),
         next_token_kind=config["evaluation"]["next_token_kind"],
     log:
-        "results/logs/evaluate_model_stats/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+        "results/logs/evaluate_model/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate_model_stats/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+        "results/benchmarks/evaluate_model/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
     conda:
         "../envs/eval.yaml"
     script:
-        "../workflow/scripts/evaluate_model_stats.py"
+        "../workflow/scripts/evaluate_model.py"
 
 
 rule metrics_table:

@@ -24,14 +24,21 @@ rule reward_model:
         "../workflow/scripts/reward_model.py"
 
 
-rule score:
+# The same job measures the diversity of the samples it scores (Table 2, Figure 6). The base model's
+# samples get diversity only (evaluate_diversity).
+ruleorder: evaluate_diversity > evaluate_chat
+
+
+rule evaluate_chat:
     input:
         reward_model=reward_model_input,
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         world="results/world",
     output:
         scores="results/scores/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
-        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/chat_quality.json",
+        chat_quality="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/chat_quality.json",
+        diversity="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/diversity.json",
+        export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
     params:
         reward_model=reward_model_dir,
         records=world_file("eval_chat"),
@@ -40,10 +47,10 @@ rule score:
         batch_size=config["reward_model"].get("batch_size", 32),
         max_length=config["reward_model"].get("max_length", 2048),
     log:
-        "results/logs/score/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+        "results/logs/evaluate_chat/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
-        "results/benchmarks/score/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+        "results/benchmarks/evaluate_chat/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
     conda:
         "../envs/eval.yaml"
     script:
-        "../workflow/scripts/score.py"
+        "../workflow/scripts/evaluate_chat.py"

@@ -9,7 +9,10 @@ from pathlib import Path
 
 def start(snakemake) -> None:
     """Send this process's stdout and stderr (file descriptors too, so tqdm bars and library
-    warnings land there) to the rule's log, and size torch's thread pool to the rule's threads."""
+    warnings land there) to the rule's log, and size the thread pools to the rule's threads.
+
+    torch is not imported here: jobs that never use it (code execution, math, tables, figures)
+    would pay ~2 s each for it. OMP_NUM_THREADS sizes torch's pool when a script imports it later."""
     if snakemake.log:
         path = Path(snakemake.log[0])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +22,8 @@ def start(snakemake) -> None:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         sys.stdout = sys.stderr = log
-    import torch
-
-    torch.set_num_threads(max(1, int(snakemake.threads)))
+    threads = str(max(1, int(snakemake.threads)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = threads
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))

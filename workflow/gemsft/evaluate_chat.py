@@ -12,8 +12,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from . import metrics, reward
-from .results import mean_rows, metric
+from . import io, metrics, reward
+from .results import mean_rows, metric, write_stage
 from .world import judge
 
 
@@ -74,3 +74,44 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
                 metric(task, "coverage", 100.0 * metrics.coverage(keys, record["acceptable"]), prompt_id=pid),
                 metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid)]
     return mean_rows(per_prompt), per_prompt
+
+
+# --------------------------------------------------------------------------- stage writers
+
+
+def sampled_records(records: list[dict], samples: list[dict]) -> list[dict]:
+    """The evaluation records that were sampled (a config may sample a prefix of the prompts)."""
+    sampled = {s["prompt_id"] for s in samples}
+    return [r for r in records if r["id"] in sampled]
+
+
+def write_chat_quality(records: list[dict], samples: list[dict], reward_model_dir, scores_path, stage_path,
+                       run: dict, config: dict, ns: list[int], batch_size: int, max_length: int,
+                       compat: str | None = None) -> None:
+    """Score every sample and each prompt's reference with the reward model; write the scores and the
+    best-of-N / win-rate stage."""
+    by_id = {r["id"]: r for r in records}
+    model, tokenizer = reward.load_reward_model(reward_model_dir)
+    kwargs = {"batch_size": batch_size, "max_length": max_length}
+    sample_rewards = reward.score(model, tokenizer, [by_id[s["prompt_id"]]["prompt"] for s in samples],
+                                  [s["text"] for s in samples], **kwargs)
+    reference_rewards = reward.score(model, tokenizer, [r["prompt"] for r in records],
+                                     [r["reference"] for r in records], **kwargs)
+    references = {r["id"]: float(x) for r, x in zip(records, reference_rewards)}
+    io.write_jsonl(scores_path, [{"prompt_id": s["prompt_id"], "sample_index": s["sample_index"], "reward": float(x)}
+                                 for s, x in zip(samples, sample_rewards)]
+                   + [{"prompt_id": pid, "sample_index": None, "reward": x} for pid, x in references.items()])
+    rows, per_prompt = chat_quality(records, samples, list(sample_rewards), references, ns, compat=compat)
+    write_stage(stage_path, "chat_quality", run, rows, per_prompt, config)
+
+
+def write_diversity(records: list[dict], samples: list[dict], stage_path, export_path, run: dict, config: dict,
+                    compat: str | None = None) -> None:
+    """The diversity stage, and alpaca_eval's model_outputs.json (each prompt's first sample) for its
+    official annotators."""
+    rows, per_prompt = chat_diversity(records, samples, compat=compat)
+    write_stage(stage_path, "diversity", run, rows, per_prompt, config)
+    groups = group_samples(samples)
+    generator = f"gemsft-{run['model']}-{run['objective']}-beta{run['beta']}-seed{run['seed']}"
+    io.write_json(export_path, [{"instruction": r["prompt"], "output": groups[r["id"]][0]["text"],
+                                 "generator": generator, "dataset": "gemsft_world"} for r in records])

@@ -15,9 +15,10 @@ special tokens) and decode the generated ids the same way, so identical tokens g
 rows (greedy decoding gives the same tokens in both). The seeds differ in kind (hf: one torch seed
 per batch; vLLM: one per prompt and sample), so sampled rows match only in distribution.
 
-Speed, one measurement on a shared 2-core CPU (the tiny chat model, 29 prompts x 32 samples, 13.3k
-tokens): hf 41 s (~320 tokens/s); vLLM 57 s in all, of which ~49 s start-up (import and engine)
-and 8 s decoding (~1600 tokens/s). vLLM pays off from roughly 20k generated tokens per call.
+Speed (benchmarks/sampling_backends.py, one default `sample` job of the tiny model, 3,408 samples
+and 85k tokens, 2 CPU cores): hf 28 s, vLLM 67 s, start-up included. vLLM decodes faster once
+running, but its engine start-up dominates a 1M-parameter model's job here, so the embedded default
+uses hf; the paper tier (GPU, 8B model) uses vLLM.
 
 Rows, one per (prompt, sample), ordered by prompt then sample index::
 

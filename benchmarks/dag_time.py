@@ -1,0 +1,64 @@
+"""Wall time of the whole embedded-default DAG from a fresh clone: `make run` with nothing built.
+
+Usage: python benchmarks/dag_time.py [--out benchmarks/results/dag_time.txt]
+
+Clones HEAD into a temporary directory, points its `.venv` at this checkout's (the environment is
+built once per machine, about 3 minutes, and is not part of the DAG), times `make run` there, and
+prints the per-rule job seconds from the clone's Snakemake benchmark files. Run it on an otherwise
+idle machine: every job competes for the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rule_seconds(results: Path) -> dict[str, tuple[float, int]]:
+    totals: dict[str, list[float]] = collections.defaultdict(list)
+    for path in (results / "benchmarks").rglob("*.tsv"):
+        with open(path, newline="") as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        totals[path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")].append(float(row["s"]))
+    return {rule: (sum(v), len(v)) for rule, v in sorted(totals.items(), key=lambda kv: -sum(kv[1]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="benchmarks/results/dag_time.txt")
+    args = parser.parse_args()
+    if not (REPO / ".venv/.installed").is_file():
+        raise SystemExit("no built environment: run `make env` first")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "gemsft"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        os.symlink(REPO / ".venv", clone / ".venv")
+        start = time.perf_counter()
+        proc = subprocess.run(["make", "run"], cwd=clone, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"make run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        per_rule = rule_seconds(clone / "results")
+    lines = [f"make run from a fresh clone of {commit} on {os.cpu_count()} CPUs: {seconds:.1f} s ({seconds / 60:.2f} min)",
+             "job seconds per rule (benchmark files; report rules have none):"]
+    lines += [f"  {rule:22s} {total:7.1f} s over {n} jobs" for rule, (total, n) in per_rule.items()]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

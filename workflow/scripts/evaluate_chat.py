@@ -1,0 +1,16 @@
+"""Chat samples of a fine-tuned model: reward scores, best-of-N and win rate, and diversity, in one
+job (one load of the transformers stack for the reward model and Sentence-BERT)."""
+from gemsft.entry import start
+
+start(snakemake)  # noqa: F821 - injected by Snakemake
+from gemsft import io  # noqa: E402
+from gemsft.evaluate_chat import sampled_records, write_chat_quality, write_diversity  # noqa: E402
+from gemsft.results import run_fields  # noqa: E402
+
+sm = snakemake  # noqa: F821
+samples = io.read_jsonl(sm.input.samples)
+records = sampled_records(io.read_jsonl(sm.params.records), samples)
+run = run_fields(sm.wildcards)
+write_chat_quality(records, samples, sm.params.reward_model, sm.output.scores, sm.output.chat_quality, run, sm.config,
+                   sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat)
+write_diversity(records, samples, sm.output.diversity, sm.output.export, run, sm.config, compat=sm.params.compat)
