@@ -27,8 +27,9 @@ def main() -> None:
     prov = json.loads((REPO / "results/tables/paper_vs_reproduction.provenance.json").read_text())
     body = table.read_text().strip()
     figures = "\n\n".join(f"![{name}](docs/{name})" for name in README_FIGURES)
+    commit = (prov.get("git_commit") or "unknown")[:10] + (" with uncommitted changes" if prov.get("git_dirty") else "")
     section = (f"{START}\n{figures}\n\n{body}\n\nFrom `make run` on `config/config.yaml` (config hash "
-               f"`{prov['config_hash']}`, commit `{(prov.get('git_commit') or 'unknown')[:10]}`), refreshed with "
+               f"`{prov['config_hash']}`, commit `{commit}`), refreshed with "
                f"`.venv/bin/python docs/update_readme.py`.\n{END}")
     readme = REPO / "README.md"
     text = readme.read_text()

@@ -709,3 +709,32 @@ def test_a_worker_that_dies_is_replaced():
     while sandbox_processes_alive() > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sandbox_processes_alive() <= baseline
+
+
+@pytest.mark.skipif(not CAPS["mount_ns"], reason="no mount namespace")
+def test_a_checkout_under_tmp_still_runs_programs(tmp_path_factory):
+    """The sandbox puts a fresh tmpfs on /tmp; a project cloned under /tmp (mode 0700, like
+    tempfile.mkdtemp) must still find the worker script, and /tmp stays private."""
+    import shutil
+    import subprocess
+    import sys
+
+    checkout = tempfile.mkdtemp(prefix="gemsft-checkout-")  # /tmp/..., mode 0700
+    try:
+        shutil.copytree(os.path.dirname(execution.__file__), os.path.join(checkout, "gemsft"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        marker = os.path.join(checkout, "host-file")
+        open(marker, "w").close()
+        script = textwrap.dedent(f"""
+            import gemsft.execution as ex
+            assert ex.__file__.startswith({checkout!r}), ex.__file__
+            ok, seen = ex.run_programs(["assert 1 + 1 == 2\\n",
+                                        "import os\\nassert not os.path.exists({marker!r})\\n"], timeout_s=5.0)
+            print(ok.status, seen.status)
+        """)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": checkout}, cwd="/")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split() == ["passed", "passed"]
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)

@@ -471,11 +471,23 @@ def _bootstrap(cfg: dict) -> None:
         try:
             check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
             mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-            _expose(cfg["paths"] + [cfg["job_root"]], mount)
+            scratch = ["/tmp", *(["/dev/shm"] if os.path.isdir("/dev/shm") else [])]
+            # Interpreter paths under /tmp (a checkout or venv there) would vanish under the fresh
+            # tmpfs: hold them open now and bind them back into it afterwards.
+            held = {p: os.open(p, os.O_PATH) for p in cfg["paths"] if _is_under(p, scratch)}
+            _expose([p for p in cfg["paths"] if p not in held] + [cfg["job_root"]], mount)
             opts = _MS_NOSUID | _MS_NODEV
             mount("tmpfs", "/tmp", "tmpfs", opts, "mode=1777,size=64m,nr_inodes=16384")
-            if os.path.isdir("/dev/shm"):
+            if "/dev/shm" in scratch:
                 mount("tmpfs", "/dev/shm", "tmpfs", opts, "mode=1777,size=64m,nr_inodes=4096")
+            for path, fd in held.items():
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                if os.path.isdir(f"/proc/self/fd/{fd}"):
+                    os.makedirs(path, mode=0o755, exist_ok=True)
+                else:
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+                mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+                os.close(fd)
             os.makedirs(cfg["job_root"], exist_ok=True)
             mount("tmpfs", cfg["job_root"], "tmpfs", opts, "mode=0711,size=256m,nr_inodes=65536")
             caps["mount_ns"] = True
@@ -521,6 +533,10 @@ def _bootstrap(cfg: dict) -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     check(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "PR_SET_CHILD_SUBREAPER")
     os.execv(sys.executable, argv + [json.dumps(cfg)])
+
+
+def _is_under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _expose(paths: list[str], mount) -> None:

@@ -37,8 +37,19 @@ def git_commit(repo: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(repo: str | Path | None = None) -> bool | None:
+    """Whether tracked files differ from the commit (then the commit alone does not say what ran)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=repo or Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def provenance(config: dict) -> dict:
-    return {"config_hash": config_hash(config), "versions": package_versions(), "git_commit": git_commit()}
+    return {"config_hash": config_hash(config), "versions": package_versions(), "git_commit": git_commit(),
+            "git_dirty": git_dirty()}
 
 
 def file_sha256(path: str | Path) -> str:
