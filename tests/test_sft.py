@@ -187,3 +187,35 @@ def test_deepspeed_zero2_config_is_the_papers(tmp_path):
     assert "offload_optimizer" not in config["zero_optimization"]  # the paper: ZeRO-2 without offload
     # Batch, clipping and precision come from TrainingArguments so there is one source of truth.
     assert config["train_micro_batch_size_per_gpu"] == config["gradient_clipping"] == "auto"
+
+
+# Llama-3.1-Instruct's template shape (header ids, <|eot_id|>), without {% generation %} markers.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+
+
+def test_templates_without_generation_markers_mask_by_prefixes(tokenizer):
+    """open-instruct's masking: every assistant turn (and its end-of-turn token), nothing else."""
+    import copy
+
+    llama = copy.deepcopy(tokenizer)
+    llama.chat_template = LLAMA3_TEMPLATE
+    conversation = [{"role": "system", "content": "Be brief."}, *MESSAGES,
+                    {"role": "user", "content": "Greet Anna."}, {"role": "assistant", "content": "Hello, Anna!"}]
+    example = tokenize_example(llama, conversation)
+    ids, labels = example["input_ids"], example["labels"]
+    spans, start = [], None
+    for position, label in enumerate(labels + [IGNORE_INDEX]):
+        if label != IGNORE_INDEX and start is None:
+            start = position
+        elif label == IGNORE_INDEX and start is not None:
+            spans.append(llama.decode(ids[start:position]))
+            start = None
+    assert spans == ["Of course! Here is one: cherry.<|eot_id|>", "Hello, Anna!<|eot_id|>"]
+    assert labels == [i if label != IGNORE_INDEX else IGNORE_INDEX for i, label in zip(ids, labels)]
+    # The same conversation through the world template (with markers) supervises the same texts.
+    world = tokenize_example(tokenizer, MESSAGES)
+    assert tokenizer.decode([i for i, l in zip(world["input_ids"], world["labels"]) if l != IGNORE_INDEX]) \
+        == MESSAGES[1]["content"] + EOS
