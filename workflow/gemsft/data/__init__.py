@@ -1,0 +1,13 @@
+"""The paper's real data (UltraFeedback, AlpacaEval, HumanEval, GSM8K, GEM's creative-writing
+prompts) from the Hugging Face hub at pinned revisions or from a local mirror, in the record formats
+of the embedded world."""
+
+from .gsm8k import read_gsm8k
+from .loaders import (format_for_sft, load, load_alpaca_eval, load_creative, load_gsm8k, load_humaneval,
+                      load_preferences, load_sft)
+from .sources import DATASETS, DataSource, mirror_root
+from .write import load_real_data, write_real_data
+
+__all__ = ["DATASETS", "DataSource", "format_for_sft", "load", "load_alpaca_eval", "load_creative", "load_gsm8k",
+           "load_humaneval", "load_preferences", "load_real_data", "load_sft", "mirror_root", "read_gsm8k",
+           "write_real_data"]
