@@ -1,7 +1,6 @@
 # Config validation, the run matrix and path helpers used by every rule file.
 from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_config
 from gemsft.figures import FIGURES, figure_caption
-from gemsft.provenance import config_hash
 from gemsft.sample_plan import task_settings
 from gemsft.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
 from gemsft.world import FILES as WORLD_FILES

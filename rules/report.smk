@@ -36,7 +36,6 @@ rule table:
         table="|".join(TABLE_NAMES),
     params:
         caption=lambda wildcards: TABLE_CAPTIONS[wildcards.table],
-        config_hash=config_hash(config),
     log:
         "results/logs/report/table_{table}.log",
     conda:
@@ -57,7 +56,6 @@ rule figure:
         figure="|".join(FIGURES),
     params:
         caption=lambda wildcards: figure_caption(wildcards.figure),
-        config_hash=config_hash(config),
         dpi=REPORT["dpi"],
         options={key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")},
     log:
