@@ -25,8 +25,11 @@ wildcard_constraints:
 
 def train_settings():
     """The train section minus the run matrix, so adding an objective, beta or seed to the config
-    does not re-run the runs that already exist."""
-    return {k: v for k, v in config["train"].items() if k not in ("objectives", "gem_betas", "seeds")}
+    does not re-run the runs that already exist; plus the model's chat template source when set."""
+    settings = {k: v for k, v in config["train"].items() if k not in ("objectives", "gem_betas", "seeds")}
+    if config["model"].get("chat_template_from"):
+        settings["chat_template_from"] = config["model"]["chat_template_from"]
+    return settings
 
 
 def world_file(name):

@@ -16,6 +16,7 @@ from conftest import REPO, copy_project, run_snakemake
 # (section, key) -> the paper's value (Section 6, Appendix E, the official scripts).
 PAPER_SETTINGS = {
     ("model", "pretrained"): "meta-llama/Llama-3.1-8B",
+    ("model", "chat_template_from"): "meta-llama/Llama-3.1-8B-Instruct",
     ("train", "objectives"): ["ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid"],
     ("train", "gem_betas"): [1.0, 0.9, 0.8, 0.7, 0.6],
     ("train", "seeds"): [1234],

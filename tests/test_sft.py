@@ -219,3 +219,33 @@ def test_templates_without_generation_markers_mask_by_prefixes(tokenizer):
     world = tokenize_example(tokenizer, MESSAGES)
     assert tokenizer.decode([i for i, l in zip(world["input_ids"], world["labels"]) if l != IGNORE_INDEX]) \
         == MESSAGES[1]["content"] + EOS
+
+
+def test_chat_template_from_another_tokenizer(tokenizer, base_dir, tmp_path):
+    """model.chat_template_from: a base model without a template trains with another's (the paper:
+    Llama-3.1-8B with Llama-3.1-8B-Instruct's), and the fine-tuned model keeps it."""
+    import copy
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(base_dir, bare)
+    no_template = copy.deepcopy(tokenizer)
+    no_template.chat_template = None
+    no_template.save_pretrained(bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    source = tmp_path / "instruct"
+    instruct = copy.deepcopy(tokenizer)
+    # A short template without {% generation %} markers: the tiny model has 128 positions.
+    template = ("{% for m in messages %}{{ m['role'][0] + ':' + m['content'] + eos_token }}{% endfor %}"
+                "{% if add_generation_prompt %}a:{% endif %}")
+    instruct.chat_template = template
+    instruct.save_pretrained(source)
+
+    with pytest.raises(ValueError, match="no chat_template.*model.chat_template_from"):
+        load_tokenizer(bare)
+    assert load_tokenizer(bare, chat_template_from=source).chat_template == template
+    cfg = {**TRAIN_CFG, "epochs": 1, "chat_template_from": str(source)}
+    data = tmp_path / "sft.jsonl"
+    io.write_jsonl(data, sft_rows(4))
+    finetune(bare, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json", "ce", None, 0, cfg)
+    assert load_tokenizer(tmp_path / "out").chat_template == template

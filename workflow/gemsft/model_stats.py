@@ -129,19 +129,20 @@ def response_entropy(model, tokenizer, conversations: Sequence[list[dict]], batc
     }
 
 
-def load_model_and_tokenizer(model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32):
+def load_model_and_tokenizer(model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                             chat_template_from: str | None = None):
     from transformers import AutoModelForCausalLM
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
-    tokenizer = load_tokenizer(model_dir)  # requires a chat template; pad falls back to eos
+    tokenizer = load_tokenizer(model_dir, chat_template_from)  # requires a chat template; pad falls back to eos
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     return model.eval(), tokenizer
 
 
 def entropy_from_file(model_dir: str | os.PathLike, sft_test_path: str | os.PathLike, batch_size: int = 16,
-                      max_length: int | None = None) -> dict:
+                      max_length: int | None = None, chat_template_from: str | None = None) -> dict:
     """`response_entropy` of the model in `model_dir` (base or fine-tuned; float32) on the `messages`
     of every row of the SFT test split, with the rows' ids (or indices) as `per_conversation["id"]`."""
     rows = io.read_jsonl(sft_test_path)
@@ -150,7 +151,7 @@ def entropy_from_file(model_dir: str | os.PathLike, sft_test_path: str | os.Path
         if not row.get("messages"):
             raise ValueError(f"{sft_test_path}: row {index} has no field 'messages'")
         conversations.append(row["messages"])
-    model, tokenizer = load_model_and_tokenizer(model_dir)
+    model, tokenizer = load_model_and_tokenizer(model_dir, chat_template_from=chat_template_from)
     try:
         stats = response_entropy(model, tokenizer, conversations, batch_size=batch_size, max_length=max_length)
     except ValueError as err:

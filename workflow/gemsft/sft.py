@@ -19,10 +19,18 @@ from .training import ObjectiveTrainer, run_training, training_arguments
 IGNORE_INDEX = -100
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, chat_template_from: str | Path | None = None):
+    """The tokenizer of a model, with the chat template of `chat_template_from` (a directory or hub id)
+    when given: the paper formats Llama-3.1-8B's data with Llama-3.1-8B-Instruct's template."""
     tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if chat_template_from:
+        template = AutoTokenizer.from_pretrained(str(chat_template_from)).chat_template
+        if not template:
+            raise ValueError(f"model.chat_template_from: {chat_template_from} has no chat_template")
+        tokenizer.chat_template = template
     if not tokenizer.chat_template:
-        raise ValueError(f"{path}: the tokenizer has no chat_template; SFT needs one to mask the loss")
+        raise ValueError(f"{path}: the tokenizer has no chat_template; SFT needs one to mask the loss "
+                         f"(set model.chat_template_from)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -112,7 +120,7 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
              metrics_path: str | Path, objective_name: str, beta: float | None, seed: int, cfg: dict) -> dict:
     objective = configured_objective(objective_name, cfg)
     set_seed(seed)
-    tokenizer = load_tokenizer(base_dir)
+    tokenizer = load_tokenizer(base_dir, cfg.get("chat_template_from"))  # saved with the model below
     dataset = build_dataset(tokenizer, io.read_jsonl(data_path), cfg["max_length"], cfg["length_policy"],
                             str(data_path))
     model = load_model(base_dir, cfg)

@@ -22,7 +22,9 @@ evaluate_tasks(sm.params.model_dir, [task], str(task_dir), sm.output.lm_eval, ba
 per_document = document_rows(sm.output.lm_eval_samples, task, "knowledge")
 write_stage(sm.output.knowledge, "knowledge", run, mean_rows(per_document), per_document, sm.config)
 
-stats = entropy_from_file(sm.params.model_dir, sm.params.sft_test)
+# A fine-tuned model carries its template; the base model may need the configured one.
+template = sm.config["model"].get("chat_template_from") if sm.wildcards.objective == "base" else None
+stats = entropy_from_file(sm.params.model_dir, sm.params.sft_test, chat_template_from=template)
 distance = parameter_distance(sm.params.base_dir, sm.params.model_dir)
 per_conversation = stats_per_prompt(stats)
 rows = [*mean_rows(per_conversation), metric("parameters", "l2_distance_from_base", distance["l2"])]
