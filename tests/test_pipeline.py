@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,8 @@ from gemsft.world import judge
 from gemsft.world.chat import universe
 from gemsft.world.lexicon import NAMES
 
-from conftest import REPO, copy_project
+from conftest import REPO, copy_project, planned_jobs
 from conftest import run_snakemake as snakemake
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts from the 'Job stats' table of a dry run."""
-    lines = result.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    counts = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_lint_is_clean():

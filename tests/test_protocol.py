@@ -11,7 +11,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, run_snakemake
+from conftest import REPO, copy_project, planned_jobs, run_snakemake
 
 # (section, key) -> the paper's value (Section 6, Appendix E, the official scripts).
 PAPER_SETTINGS = {
@@ -91,14 +91,7 @@ def test_scaling_config_uses_lora_rank_16():
 def test_paper_config_plans_every_job_without_a_gpu(tmp_path, paper):
     project = copy_project(tmp_path)
     result = run_snakemake(project, "-n", "--cores", "1", "--configfile", "config/paper.yaml")
-    counts = {}
-    lines = result.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
+    counts = planned_jobs(result)
     runs = 4 + 2 * 5  # four objectives without beta, two GEM variants at five betas
     assert counts["train"] == runs and "pretrain" not in counts and "reward_model" not in counts
     assert counts["sample"] == runs and counts["evaluate_chat"] == runs and counts["evaluate_code"] == runs
