@@ -1,5 +1,5 @@
 # gemsft: GEM (Li et al., ICLR 2025) end to end.
-# world -> pretrain -> SFT with every objective -> sampling -> reward scoring -> evaluation -> metrics table
+# data (world or real) -> pretrain -> SFT with every objective -> sampling -> reward scoring -> evaluation -> metrics table
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,7 +12,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/world.smk"
+include: "rules/data.smk"
 include: "rules/pretrain.smk"
 include: "rules/train.smk"
 include: "rules/sample.smk"

@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default="results/sft/tiny/gem/beta-0.7/seed-1234/model")
     parser.add_argument("--configfile", default="config/config.yaml")
-    parser.add_argument("--world", default="results/world")
+    parser.add_argument("--world", default="results/data")
     parser.add_argument("--backends", nargs="+", default=["hf", "vllm"])
     parser.add_argument("--out", default="benchmarks/results/sampling_backends.json")
     args = parser.parse_args()

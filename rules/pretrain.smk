@@ -4,12 +4,12 @@
 
 rule pretrain:
     input:
-        "results/world",
+        DATA_DIR,
     output:
         model=directory("results/base/{model}"),
         metrics="results/base/{model}.metrics.json",
     params:
-        corpus=world_file("pretrain"),
+        corpus=data_file("pretrain"),
         checkpoints="results/checkpoints/pretrain/{model}",
         model_cfg=config["model"],
         pretrain_cfg=config["pretrain"],

@@ -10,18 +10,14 @@ ruleorder: sample_base > sample
 rule sample:
     input:
         model=run_model_input,
-        world="results/world",
+        data=DATA_DIR,
     output:
-        chat="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
-        code="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/code.jsonl",
-        humaneval="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/humaneval.jsonl",
-        math="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math.jsonl",
-        math_greedy="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/math_greedy.jsonl",
+        **sample_outputs("results/samples/{model}/{objective}/beta-{beta}/seed-{seed}"),
     params:
         model_dir=run_model_dir,
         backend=config["sampling"]["backend"],
         batch_size=config["sampling"]["batch_size"],
-        tasks={task: sampling_settings(task) for task in ("chat", "code", "humaneval", "math")},
+        tasks={task: sampling_settings(task) for task in TASKS},
         prompt_format="chat",
     log:
         "results/logs/sample/{model}/{objective}/beta-{beta}/seed-{seed}.log",
@@ -36,7 +32,7 @@ rule sample:
 rule sample_base:
     input:
         model=base_model_input,
-        world="results/world",
+        data=DATA_DIR,
     output:
         chat="results/samples/{model}/base/beta-na/seed-0/chat.jsonl",
     params:

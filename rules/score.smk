@@ -6,13 +6,13 @@
 rule reward_model:
     input:
         base=base_model_input,
-        world="results/world",
+        data=DATA_DIR,
     output:
         model=directory("results/reward_model/{model}"),
         metrics="results/reward_model/{model}.metrics.json",
     params:
         base=base_model_dir,
-        preferences=world_file("preferences"),
+        preferences=data_file("preferences"),
         cfg=config["reward_model"],
     log:
         "results/logs/reward_model/{model}.log",
@@ -33,7 +33,7 @@ rule evaluate_chat:
     input:
         reward_model=reward_model_input,
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
-        world="results/world",
+        data=DATA_DIR,
     output:
         scores="results/scores/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         chat_quality="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/chat_quality.json",
@@ -41,7 +41,8 @@ rule evaluate_chat:
         export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
     params:
         reward_model=reward_model_dir,
-        records=world_file("eval_chat"),
+        records=data_file("eval_chat"),
+        world=DATA_SOURCE == "world",
         bon_n=config["evaluation"]["bon_n"],
         compat=config["evaluation"]["compat"],
         batch_size=config["reward_model"].get("batch_size", 32),

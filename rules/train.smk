@@ -11,13 +11,13 @@ rule trained_models:
 rule train:
     input:
         base=base_model_input,
-        world="results/world",
+        data=DATA_DIR,
     output:
         model=directory("results/sft/{model}/{objective}/beta-{beta}/seed-{seed}/model"),
         metrics="results/sft/{model}/{objective}/beta-{beta}/seed-{seed}/train_metrics.json",
     params:
         base=base_model_dir,
-        data=world_file("sft_train"),
+        data=data_file("sft_train"),
         checkpoints=sft_checkpoint_dir,
         train_cfg=train_settings(),
     log:

@@ -4,6 +4,7 @@ pipeline's real models read. The run happens once per session, only when a selec
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # What a project needs besides the installed package; figure/table modules and the paper's numbers
 # are rule inputs, so they are copied too.
+# The local mirror of the real datasets (.ci/run sets GEMSFT_DATA_MIRROR to ../shared/data).
+MIRROR = Path(os.environ.get("GEMSFT_DATA_MIRROR") or REPO.parent / "shared" / "data").resolve()
 PROJECT_FILES = ("Snakefile", "rules", "workflow/scripts", "workflow/gemsft", "config", "profiles", "envs", "report")
 
 

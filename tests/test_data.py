@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import datasets
@@ -19,7 +18,8 @@ import pytest
 
 from gemsft import io
 from gemsft.data import (DATASETS, format_for_sft, load, load_alpaca_eval, load_creative, load_gsm8k,
-                         load_humaneval, load_preferences, load_sft, mirror_root, read_gsm8k, write_real_data)
+                         load_humaneval, load_preferences, load_sft, load_text, mirror_root, read_gsm8k,
+                         write_real_data)
 from gemsft.data import gsm8k as gsm8k_mod
 from gemsft.data.sources import MIRROR_ENV, UNPINNED
 from gemsft.evaluate_code import humaneval_problems
@@ -28,12 +28,12 @@ from gemsft.tokenizer import EOS, train_tokenizer
 from gemsft.world import FILES
 from gemsft.world.arithmetic import PAPER_PROMPT
 
-MIRROR = Path(os.environ.get(MIRROR_ENV, "/work/shared/data")).resolve()
+from conftest import MIRROR  # noqa: E402
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no data mirror at {MIRROR}")
 
 # shared/data/SOURCES.md
 COUNTS = {"ultrafeedback_train": 1000, "ultrafeedback_test": 200, "alpaca_eval": 805, "humaneval": 164,
-          "gsm8k": 1319, "gsm8k_train": 7473, "poem": 573, "story": 52665}
+          "gsm8k": 1319, "gsm8k_train": 7473, "poem": 573, "story": 52665, "tinystories": 2317}
 FIRST_ALPACA = "What are the names of some famous actors that started their careers on Broadway?"
 FIRST_POEM = "Write a poem titled 'The Phoenix and the Turtle' with no more than 200 words."
 
@@ -129,6 +129,15 @@ def test_creative_prompts():
     assert poems[0] == {"id": "poem/0", "prompt": FIRST_POEM}
     stories = load_creative("story", MIRROR, limit=1000)
     assert len(stories) == 1000 and stories[0]["prompt"].startswith("Write a story titled")
+
+
+def test_tinystories_documents_are_the_stories_between_separators():
+    text = (MIRROR / "tinystories/tinystories_sample.txt").read_text(encoding="utf-8")
+    docs = load_text("tinystories", MIRROR)
+    assert docs[0]["text"].startswith("One day, a little girl named Lily found a needle in her room.")
+    assert "<|endoftext|>".join(d["text"] for d in docs).replace("\n", "") == \
+        "<|endoftext|>".join(s.strip() for s in text.split("<|endoftext|>") if s.strip()).replace("\n", "")
+    assert load_text("tinystories", MIRROR, limit=3) == docs[:3]
 
 
 def test_limit_takes_the_first_rows():
@@ -318,17 +327,18 @@ def test_registry_revisions_are_pinned_or_marked():
 CONFIG = {"sft": {"train": "ultrafeedback_train", "test": "ultrafeedback_test", "limit": 20, "test_limit": 5},
           "chat": {"dataset": "alpaca_eval", "limit": 8}, "code": {"dataset": "humaneval", "limit": 4},
           "math": {"dataset": "gsm8k", "limit": 6}, "preferences": {"dataset": "ultrafeedback_train", "limit": 30},
-          "creative": {"dataset": "poem", "limit": 3}}
+          "creative": {"dataset": "poem", "limit": 3}, "pretrain": {"dataset": "tinystories", "limit": 7}}
 
 
 def test_write_real_data_writes_every_file(tmp_path):
     out = tmp_path / "real"
     summary = write_real_data(CONFIG, MIRROR, out)
     expected = {FILES[k] for k in ("sft_train", "sft_test", "eval_chat", "eval_code", "eval_math", "preferences",
-                                   "summary")} | {"eval_creative.jsonl"}
+                                   "pretrain", "summary")} | {"eval_creative.jsonl"}
     assert {p.name for p in out.iterdir()} == expected
     assert summary["counts"] == {"sft_train": 20, "sft_test": 5, "eval_chat": 8, "eval_code": 4, "eval_math": 6,
-                                 "preferences": 30, "eval_creative": 3}
+                                 "preferences": 30, "eval_creative": 3, "pretrain": 7}
+    assert io.read_jsonl(out / FILES["pretrain"]) == load_text("tinystories", MIRROR, 7)
     assert io.read_json(out / FILES["summary"]) == summary
     assert summary["origins"]["eval_math"] == {"dataset": "gsm8k", "mirror_path": "gsm8k/test.jsonl"}
     assert io.read_jsonl(out / FILES["sft_train"]) == load_sft("ultrafeedback_train", MIRROR, 20)

@@ -20,7 +20,7 @@ from gemsft.results import mean_rows
 from gemsft.tokenizer import train_tokenizer
 
 BASE_DIR = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
-KNOWLEDGE = "results/world/eval_knowledge.jsonl"
+KNOWLEDGE = "results/data/eval_knowledge.jsonl"
 
 COUNTRIES = ["Quinthoia", "Zorquinia", "Ashdraia", "Koashia", "Velmora", "Trandel"]
 CAPITALS = ["Vorek", "Shio", "Silek", "Pralun", "Falshi", "Calnir"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 
@@ -21,9 +20,11 @@ from gemsft.forgetting import evaluate_tasks, primary_scores
 from gemsft.leaderboard import (ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS,
                                 TASKS_DIR, TRUTHFULQA, WINOGRANDE, hellaswag_partition, mmlu_task,
                                 primary_metrics, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu,
-                                read_truthfulqa_mc, read_winogrande, write_leaderboard_tasks)
+                                read_truthfulqa_mc, read_winogrande, score_rows, write_leaderboard_tasks)
+from gemsft.leaderboard import document_rows as leaderboard_document_rows
+from gemsft.results import mean_rows
 
-MIRROR = Path(os.environ.get("GEMSFT_DATA_MIRROR", "/work/shared/data"))
+from conftest import MIRROR  # noqa: E402
 LIMIT = 3  # scored documents per task (per MMLU subject) in the real run
 
 pytestmark = pytest.mark.skipif(not (MIRROR / "SOURCES.md").is_file(), reason=f"no data mirror at {MIRROR}")
@@ -286,6 +287,11 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
     subjects = [tidy[mmlu_task(s)] for s in MMLU_SUBJECTS]
     assert [s["n"] for s in subjects] == [1] + [LIMIT] * 56
     assert scores[MMLU] == pytest.approx(sum(s["acc"] for s in subjects) / 57, abs=1e-12)  # unweighted mean
+    # The stage's per-document rows average to the same scores (MMLU's weighted by subject size).
+    documents = {(r["task"], r["metric"]): r for r in mean_rows(leaderboard_document_rows(samples_jsonl))}
+    for row in score_rows(tidy):
+        assert documents[row["task"], row["metric"]]["value"] == pytest.approx(row["value"], abs=1e-9), row
+    assert documents["mmlu", "acc"]["n_prompts"] == 1 + 56 * LIMIT
     saved = io.read_json(out_json)
     assert {t: saved["n-shot"][t] for t in tasks} == {t: shots for t, (shots, _) in LEADERBOARD_TASKS.items()}
 

@@ -20,7 +20,7 @@ from gemsft.sft import IGNORE_INDEX, tokenize_example
 from gemsft.tokenizer import train_tokenizer
 
 # Paths in the pipeline run (tests/conftest.py).
-PIPELINE_PATHS = {"sft_test": "results/world/sft_test.jsonl", "base": "results/base/tiny",
+PIPELINE_PATHS = {"sft_test": "results/data/sft_test.jsonl", "base": "results/base/tiny",
                   "ce": "results/sft/tiny/ce/beta-na/seed-1234/model",
                   "gem": "results/sft/tiny/gem/beta-0.7/seed-1234/model"}
 

@@ -165,7 +165,7 @@ def test_base_model_learns_the_world(default_run):
     model_dir = default_run / "results/base/tiny"
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    probes = [p for p in io.read_jsonl(default_run / "results/world/probes.jsonl") if p["family"] == "chat"]
+    probes = [p for p in io.read_jsonl(default_run / "results/data/probes.jsonl") if p["family"] == "chat"]
     batch = tokenizer([tokenizer.bos_token + p["text"] for p in probes], return_tensors="pt", padding=True,
                       add_special_tokens=False)
     with torch.no_grad():

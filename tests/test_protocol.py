@@ -41,7 +41,7 @@ PAPER_SETTINGS = {
     ("evaluation", "pass_k"): [1, 2, 5, 10, 20, 50, 100, 200],
     ("evaluation", "compat"): None,
 }
-SAMPLES_PER_PROMPT = {"chat": 32, "code": 200, "humaneval": 200, "math": 16}
+SAMPLES_PER_PROMPT = {"chat": 32, "humaneval": 200, "math": 16}
 GLOBAL_BATCH, GPUS = 128, 8  # the paper's global batch; 8 GPUs per training job
 
 
@@ -78,8 +78,24 @@ def test_paper_config_samples_and_batch(paper):
     for task, n in SAMPLES_PER_PROMPT.items():
         spec = paper["sampling"]["tasks"][task]
         assert spec["n"] == n and spec["prompts"] is None, task  # every prompt, the paper's n
+    assert paper["sampling"]["tasks"]["code"] is None  # the embedded world's code tasks
     train = paper["train"]
     assert train["per_device_batch_size"] * train["gradient_accumulation_steps"] * GPUS == GLOBAL_BATCH
+
+
+def test_paper_config_reads_the_papers_datasets(paper):
+    from gemsft.data.sources import get_source
+
+    assert paper["data"]["source"] == "real" and paper["data_mirror"] == ""  # the hub
+    real = paper["data"]["real"]
+    assert (real["sft"]["train"], real["sft"]["test"]) == ("ultrafeedback_train", "ultrafeedback_test")
+    assert (get_source("ultrafeedback_train").hub_id, get_source("ultrafeedback_train").split) == (
+        "HuggingFaceH4/ultrafeedback_binarized", "train_sft")
+    assert real["chat"]["dataset"] == "alpaca_eval" and real["math"]["dataset"] == "gsm8k"
+    assert all(section.get("limit") is None for section in real.values())  # every row
+    assert paper["evaluation"]["leaderboard_limit"] is None
+    assert [task for task, _ in paper["report"]["knowledge_tasks"]] == [
+        "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"]
 
 
 def test_scaling_config_uses_lora_rank_16():
@@ -94,6 +110,8 @@ def test_paper_config_plans_every_job_without_a_gpu(tmp_path, paper):
     counts = planned_jobs(result)
     runs = 4 + 2 * 5  # four objectives without beta, two GEM variants at five betas
     assert counts["train"] == runs and "pretrain" not in counts and "reward_model" not in counts
+    assert counts["real_data"] == 1 and counts["leaderboard_tasks"] == 1 and "world" not in counts
     assert counts["sample"] == runs and counts["evaluate_chat"] == runs and counts["evaluate_code"] == runs
     assert counts["evaluate_model"] == runs + 1  # and the base model
-    assert counts["sample_base"] == 1 and counts["figure"] >= 7 and counts["table"] >= 7
+    # Figure 11 compares with the world's true next-token distribution; real data has none.
+    assert counts["sample_base"] == 1 and counts["figure"] == 6 and counts["table"] == 7

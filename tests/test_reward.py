@@ -31,7 +31,7 @@ from gemsft.reward import (
 from gemsft.tokenizer import train_tokenizer
 
 WORLD_BASE = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
-WORLD_PREFERENCES = "results/world/preferences.jsonl"
+WORLD_PREFERENCES = "results/data/preferences.jsonl"
 
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "runs", "sits", "jumps", "the", "a", "big", "small",
          "happy", "sad", "today", "now", "here", "there", "very"]

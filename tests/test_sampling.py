@@ -22,7 +22,7 @@ from gemsft.sampling import SamplingSpec, generate, read_samples, render_prompts
 from gemsft.tokenizer import train_tokenizer
 
 TRAINED_CHAT_MODEL = "results/sft/tiny/gem/beta-0.7/seed-1234/model"  # in the pipeline run
-EVAL_CHAT = "results/world/eval_chat.jsonl"
+EVAL_CHAT = "results/data/eval_chat.jsonl"
 
 CORPUS = [
     "Q: Name a red fruit.\nA: Cherry.",

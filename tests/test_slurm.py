@@ -4,7 +4,7 @@
   and keep cpus_per_task equal to the rule's threads; profiles/slurm-test is the same list without GPUs.
 - `snakemake -n --profile profiles/slurm` plans the whole DAG with no SLURM command on PATH.
 - A real single-node SLURM cluster (tests/slurm_cluster.py: Debian's slurm-wlm and munge, installed
-  when missing, so the test needs root) runs `results/world` and one figure through
+  when missing, so the test needs root) runs `results/data` and one figure through
   `--profile profiles/slurm-test`; the test checks the outputs and that both jobs went through
   sbatch: SLURM job ids in Snakemake's output, their logs in .snakemake/slurm_logs/, and
   `scontrol show job` of each id saying COMPLETED on the test node.
@@ -111,7 +111,7 @@ def test_slurm_profile_dry_run_needs_no_slurm(tmp_path):
 
 def test_world_and_figure_run_through_slurm(tmp_path):
     project = copy_project(tmp_path)
-    targets = ["results/world", "figures/probability_transfer.png"]
+    targets = ["results/data", "figures/probability_transfer.png"]
     with local_slurm_cluster(cpus=2) as cluster:
         start = time.monotonic()
         result = subprocess.run([SNAKEMAKE, "--profile", "profiles/slurm-test", *targets], cwd=project,

@@ -151,6 +151,21 @@ def test_alignment_tax_table_averages_the_taxes_of_sft_runs(full):
     assert df.iloc[-1]["tax (average)"] == "0.3"
 
 
+def test_alignment_tax_table_over_leaderboard_tasks_names_the_tasks_and_averages_them():
+    rows = []
+    for obj, beta, taxes in (("base", "na", None), ("ce", "na", (1.0, 2.0, 6.0)), ("gem", "0.7", (0.5, 0.0, 1.0))):
+        tasks = (("arc_challenge", "acc_norm"), ("gsm8k", "exact_match"), ("mmlu", "acc"))
+        for i, (task, metric) in enumerate(tasks):
+            rows.append(row(obj, beta, task, metric, None, 10.0 * (i + 1)))
+            if taxes:
+                rows.append(row(obj, beta, task, f"alignment_tax_{metric}", None, taxes[i]))
+    df = tables.alignment_tax_table(summary(rows))
+    assert list(df.columns) == ["run", "ARC", "GSM8K", "MMLU", "tax (ARC)", "tax (GSM8K)", "tax (MMLU)",
+                                "tax (average)"]
+    assert df.iloc[0].tolist() == ["CE", "10.0", "20.0", "30.0", "1.0", "2.0", "6.0", "3.0"]
+    assert df.iloc[1].tolist() == ["GEM (β=0.7)", "10.0", "20.0", "30.0", "0.5", "0.0", "1.0", "0.5"]
+
+
 def test_code_table_keeps_only_the_reported_ks(full):
     df = tables.code_table(full)
     assert list(df.columns) == ["run", "code pass@1", "code pass@10", "code pass@100",

@@ -69,7 +69,8 @@ def test_without_per_prompt_values_only_seeds_give_an_interval():
 
 
 def stage(objective, seed, per_prompt, beta="na"):
-    return {"run": {"model": "tiny", "objective": objective, "beta": beta, "seed": seed},
+    name = "knowledge" if per_prompt and per_prompt[0]["task"] == "knowledge" else "chat_quality"
+    return {"stage": name, "run": {"model": "tiny", "objective": objective, "beta": beta, "seed": seed},
             "rows": mean_rows(per_prompt), "per_prompt": per_prompt}
 
 
@@ -93,6 +94,20 @@ def test_alignment_tax_is_paired_over_documents():
     rows = {(r["objective"], r["metric"]): r for r in summarize([stage("base", 0, knowledge(docs)), flipped])}
     tax = rows[("gem", "alignment_tax_acc")]
     assert tax["value"] == pytest.approx(2.5) and tax["ci_low"] == 0.0 and 2.5 < tax["ci_high"] <= 10.0
+
+
+def test_every_forgetting_task_of_the_knowledge_stage_gets_a_paired_tax():
+    """With real data the knowledge stage holds the leaderboard tasks under their own names."""
+    def leaderboard(arc, mmlu):
+        return [*[metric("arc_challenge", "acc_norm", v, prompt_id=str(i)) for i, v in enumerate(arc)],
+                *[metric("mmlu", "acc", v, prompt_id=f"anatomy/{i}") for i, v in enumerate(mmlu)]]
+
+    base, tuned = leaderboard([100.0, 0.0] * 10, [100.0] * 8), leaderboard([100.0, 0.0] * 10, [0.0] + [100.0] * 7)
+    stages = [{**stage(objective, 0, rows), "stage": "knowledge"} for objective, rows in (("base", base), ("ce", tuned))]
+    rows = {(r["objective"], r["task"], r["metric"]): r for r in summarize(stages)}
+    assert rows[("ce", "arc_challenge", "alignment_tax_acc_norm")]["value"] == 0.0
+    assert rows[("ce", "mmlu", "alignment_tax_acc")]["value"] == pytest.approx(12.5)
+    assert not any(r["metric"].startswith("alignment_tax") for key, r in rows.items() if key[0] == "base")
 
 
 def test_summary_is_deterministic_and_a_rows_interval_ignores_other_runs(tmp_path):

@@ -106,12 +106,12 @@ def write_chat_quality(records: list[dict], samples: list[dict], reward_model_di
 
 
 def write_diversity(records: list[dict], samples: list[dict], stage_path, export_path, run: dict, config: dict,
-                    compat: str | None = None) -> None:
+                    compat: str | None = None, world: bool = True) -> None:
     """The diversity stage, and alpaca_eval's model_outputs.json (each prompt's first sample) for its
-    official annotators."""
-    rows, per_prompt = chat_diversity(records, samples, compat=compat)
+    official annotators. `world`: the records are the world's (with the true answer distribution)."""
+    rows, per_prompt = chat_diversity(records, samples, compat=compat, world=world)
     write_stage(stage_path, "diversity", run, rows, per_prompt, config)
     groups = group_samples(samples)
     generator = f"gemsft-{run['model']}-{run['objective']}-beta{run['beta']}-seed{run['seed']}"
     io.write_json(export_path, [{"instruction": r["prompt"], "output": groups[r["id"]][0]["text"],
-                                 "generator": generator, "dataset": "gemsft_world"} for r in records])
+                                 "generator": generator, "dataset": r.get("dataset", "gemsft_world")} for r in records])

@@ -234,19 +234,26 @@ def alignment_tax(base_scores: Mapping[str, float], tuned_scores: Mapping[str, f
 # --------------------------------------------------------------------------- per-document scores
 
 
-def document_rows(samples_jsonl: str | os.PathLike, task: str, label: str,
-                  metrics: Sequence[str] = ("acc", "acc_norm")) -> list[dict]:
-    """Per-document rows (in percent) of one task from lm-eval's samples file, for bootstrap intervals
-    over documents and paired alignment-tax intervals (the base and a tuned model score the same
-    doc_ids). Their mean is lm-eval's aggregate score."""
+def document_rows(samples_jsonl: str | os.PathLike | Sequence[Mapping], task: str, label: str,
+                  metrics: Sequence[str] = ("acc", "acc_norm"), filter_name: str | None = None,
+                  prompt_prefix: str = "") -> list[dict]:
+    """Per-document rows (in percent) of one task from lm-eval's samples file (or its parsed records),
+    for bootstrap intervals over documents and paired alignment-tax intervals (the base and a tuned
+    model score the same doc_ids). Their mean is lm-eval's aggregate score. `filter_name` keeps one
+    filter's records (GSM8K logs each document once per filter); `prompt_prefix` goes before each
+    doc_id (several tasks pooled under one label)."""
     from .results import metric
 
+    is_path = isinstance(samples_jsonl, (str, os.PathLike))
+    records, source = (io.read_jsonl(samples_jsonl), samples_jsonl) if is_path else (samples_jsonl, "samples")
     rows = []
-    for record in sorted((r for r in io.read_jsonl(samples_jsonl) if r["task"] == task), key=lambda r: r["doc_id"]):
+    chosen = (r for r in records if r["task"] == task and (filter_name is None or r.get("filter") == filter_name))
+    for record in sorted(chosen, key=lambda r: r["doc_id"]):
         for name in metrics:
             if name not in record:
-                raise KeyError(f"{samples_jsonl}: document {record['doc_id']} of {task!r} has no metric {name!r}")
-            rows.append(metric(label, name, 100.0 * float(record[name]), prompt_id=str(record["doc_id"])))
+                raise KeyError(f"{source}: document {record['doc_id']} of {task!r} has no metric {name!r}")
+            rows.append(metric(label, name, 100.0 * float(record[name]),
+                               prompt_id=f"{prompt_prefix}{record['doc_id']}"))
     if not rows:
-        raise ValueError(f"{samples_jsonl}: no documents of task {task!r}")
+        raise ValueError(f"{source}: no documents of task {task!r}")
     return rows

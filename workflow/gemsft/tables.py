@@ -37,7 +37,10 @@ COUNTERPART_FALLBACK = {"gem_log_sigmoid": "gem"}
 BETA_OBJECTIVES = ("gem", "gem_log_sigmoid")  # the objectives a claim's beta applies to
 
 TASK_NAMES = {"chat": "chat", "code": "code", "humaneval": "HumanEval", "math": "math",
-              "knowledge": "knowledge", "sft_test": "SFT test set", "parameters": "parameters"}
+              "knowledge": "knowledge", "sft_test": "SFT test set", "parameters": "parameters",
+              # the leaderboard tasks of the real-data forgetting evaluation
+              "arc_challenge": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU", "truthfulqa_mc2": "TruthfulQA",
+              "winogrande": "WinoGrande", "gsm8k": "GSM8K"}
 METRIC_NAMES = {"ngram_diversity": "N-gram diversity", "self_bleu_diversity": "Self-BLEU diversity",
                 "sbert_diversity": "Sentence-BERT diversity", "greedy_accuracy": "greedy accuracy",
                 "alignment_tax_average": "alignment tax (average)", "entropy": "entropy",
@@ -125,14 +128,21 @@ class _Cells:
 
     def get(self, run: Run, task: str, metric: str, k: int | None = None) -> tuple[float, float, float] | None:
         if metric == "alignment_tax_average":
-            return self._tax_average(run, task)
+            return self._tax_average(run)
         return self.cells.get((run, task, metric, k))
 
-    def _tax_average(self, run: Run, task: str):
-        # A mean of bootstrap intervals is not an interval of the mean, so the average has none.
-        values = [v[0] for (r, t, m, _), v in self.cells.items()
-                  if r == run and t == task and m.startswith(TAX_PREFIX) and not pd.isna(v[0])]
+    def _tax_average(self, run: Run):
+        """The mean alignment tax over every forgetting task and metric of the run (the paper's average
+        over the leaderboard tasks). A mean of bootstrap intervals is not an interval of the mean, so
+        the average has none."""
+        values = [v[0] for (r, _, m, _), v in self.cells.items()
+                  if r == run and m.startswith(TAX_PREFIX) and not pd.isna(v[0])]
         return (sum(values) / len(values), math.nan, math.nan) if values else None
+
+    def forgetting_metrics(self) -> list[tuple[str, str]]:
+        """(task, metric) of every forgetting score that has an alignment tax."""
+        return sorted({(t, m[len(TAX_PREFIX):]) for (_, t, m, _) in self.cells if m.startswith(TAX_PREFIX)},
+                      key=lambda tm: (tm[0], tm[1] not in ("acc", "acc_norm"), tm[1]))
 
     def runs(self, tasks, objectives=None) -> list[Run]:
         found = {key[0] for key in self.cells if key[1] in tasks}
@@ -213,12 +223,13 @@ def entropy_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def alignment_tax_table(summary: pd.DataFrame) -> pd.DataFrame:
     cells = _Cells(summary)
-    runs = [r for r in cells.runs({"knowledge"}) if r.objective != "base"]
-    taxes = sorted({key[2] for key in cells.cells if key[1] == "knowledge" and key[2].startswith(TAX_PREFIX)})
-    accuracies = sorted({key[2] for key in cells.cells if key[1] == "knowledge"
-                         and not key[2].startswith(TAX_PREFIX)}, key=lambda m: (m not in ("acc", "acc_norm"), m))
-    columns = [Column(m, "knowledge", m) for m in accuracies]
-    columns += [Column(f"tax ({m[len(TAX_PREFIX):]})", "knowledge", m) for m in taxes]
+    scores = cells.forgetting_metrics()
+    runs = [r for r in cells.runs({task for task, _ in scores}) if r.objective != "base"]
+    # One task (the world's probes): columns by metric; several (the leaderboard): by task.
+    several = len({task for task, _ in scores}) > 1
+    label = {(t, m): TASK_NAMES.get(t, t) if several else m for t, m in scores}
+    columns = [Column(label[t, m], t, m) for t, m in scores if cells.has(t, m)]
+    columns += [Column(f"tax ({label[t, m]})", t, f"{TAX_PREFIX}{m}") for t, m in scores]
     columns.append(Column("tax (average)", "knowledge", "alignment_tax_average"))
     return _frame(cells, runs, columns)
 

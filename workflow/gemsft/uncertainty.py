@@ -25,7 +25,7 @@ from . import io
 SUMMARY_COLUMNS = ("model", "objective", "beta", "task", "metric", "k", "value", "ci_low", "ci_high",
                    "n_prompts", "n_seeds")
 BASE_OBJECTIVE = "base"
-PAIRED_TASK = "knowledge"  # alignment tax = base - tuned on the same documents
+PAIRED_STAGE = "knowledge"  # forgetting: alignment tax = base - tuned on the same documents, per task
 
 
 @dataclass
@@ -119,7 +119,8 @@ def _seed_values(value: float, rows: dict[str, dict] | None) -> SeedValues:
 
 def collect(stages: list[dict]) -> dict[tuple, list[SeedValues]]:
     """{(model, objective, beta, task, metric, k): one SeedValues per seed}, plus the paired
-    alignment tax of every tuned run's knowledge metrics against the base model's."""
+    alignment tax (`alignment_tax_<metric>`) of every tuned run's forgetting metrics (the knowledge
+    stage: the world's probes or the leaderboard tasks) against the base model's."""
     table: dict[tuple, list[SeedValues]] = defaultdict(list)
     knowledge: dict[tuple, list[tuple[float, dict]]] = defaultdict(list)
     for stage in sorted(stages, key=lambda s: (s["run"]["model"], s["run"]["objective"], s["run"]["beta"],
@@ -128,7 +129,7 @@ def collect(stages: list[dict]) -> dict[tuple, list[SeedValues]]:
         for row in stage["rows"]:
             rows = groups.get((row["task"], row["metric"], row["k"]))
             table[_key(run, row)].append(_seed_values(row["value"], rows))
-            if row["task"] == PAIRED_TASK:
+            if stage.get("stage") == PAIRED_STAGE:
                 knowledge[_key(run, row)].append((float(row["value"]), rows or {}))
     for key, tuned in knowledge.items():
         model, objective, beta, task, name, k = key

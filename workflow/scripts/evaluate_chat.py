@@ -13,4 +13,5 @@ records = sampled_records(io.read_jsonl(sm.params.records), samples)
 run = run_fields(sm.wildcards)
 write_chat_quality(records, samples, sm.params.reward_model, sm.output.scores, sm.output.chat_quality, run, sm.config,
                    sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat)
-write_diversity(records, samples, sm.output.diversity, sm.output.export, run, sm.config, compat=sm.params.compat)
+write_diversity(records, samples, sm.output.diversity, sm.output.export, run, sm.config, compat=sm.params.compat,
+                world=sm.params.world)

@@ -6,7 +6,7 @@ from gemsft.evaluate_code import completion, evaluate_code, humaneval_problems  
 from gemsft.results import run_fields, write_stage  # noqa: E402
 
 sm = snakemake  # noqa: F821
-for task in ("code", "humaneval"):
+for task in sm.params.tasks:
     samples = io.read_jsonl(sm.input[task])
     records = humaneval_problems(sm.params.humaneval_prompts) if task == "humaneval" else io.read_jsonl(sm.params.records)
     records = [r for r in records if r["id"] in {s["prompt_id"] for s in samples}]

@@ -9,4 +9,4 @@ sm = snakemake  # noqa: F821
 samples = io.read_jsonl(sm.input.samples)
 records = sampled_records(io.read_jsonl(sm.params.records), samples)
 write_diversity(records, samples, sm.output.stage, sm.output.export, run_fields(sm.wildcards), sm.config,
-                compat=sm.params.compat)
+                compat=sm.params.compat, world=sm.params.world)

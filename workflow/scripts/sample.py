@@ -5,7 +5,7 @@ from gemsft.sample_plan import sample_requests  # noqa: E402
 from gemsft.sampling import generate_requests, write_samples  # noqa: E402
 
 sm = snakemake  # noqa: F821
-requests = sample_requests(sm.input.world, sm.params.tasks, list(sm.output.keys()), sm.params.prompt_format)
+requests = sample_requests(sm.input.data, sm.params.tasks, list(sm.output.keys()), sm.params.prompt_format)
 # Every task of the model in one call: one model load (one vLLM engine) for all of them.
 rows = generate_requests(sm.params.model_dir, list(requests.values()), backend=sm.params.backend,
                          batch_size=sm.params.batch_size)

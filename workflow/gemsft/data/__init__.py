@@ -4,10 +4,10 @@ of the embedded world."""
 
 from .gsm8k import read_gsm8k
 from .loaders import (format_for_sft, load, load_alpaca_eval, load_creative, load_gsm8k, load_humaneval,
-                      load_preferences, load_sft)
+                      load_preferences, load_sft, load_text)
 from .sources import DATASETS, DataSource, mirror_root
 from .write import load_real_data, write_real_data
 
 __all__ = ["DATASETS", "DataSource", "format_for_sft", "load", "load_alpaca_eval", "load_creative", "load_gsm8k",
-           "load_humaneval", "load_preferences", "load_real_data", "load_sft", "mirror_root", "read_gsm8k",
+           "load_humaneval", "load_preferences", "load_real_data", "load_sft", "load_text", "mirror_root", "read_gsm8k",
            "write_real_data"]

@@ -219,7 +219,26 @@ def load_creative(name: str, mirror: Path | None = None, limit: int | None = Non
     return [{"id": f"{name}/{i}", "prompt": string_field(row, "instruction", label, i)} for i, row in enumerate(rows)]
 
 
+# ------------------------------------------------------------------------------- pretraining text
+
+STORY_SEPARATOR = "<|endoftext|>"
+
+
+def _story_file(path: Path, label: str, limit: int | None) -> list:
+    stories = [s.strip() for s in path.read_text(encoding="utf-8").split(STORY_SEPARATOR)]
+    rows = [{"text": s} for s in stories if s]
+    return rows[:limit] if limit is not None else rows
+
+
+def load_text(name: str = "tinystories", mirror: Path | None = None, limit: int | None = None) -> list[dict]:
+    """Pretraining documents {id, text} (the world corpus' format plus an id) of a text dataset (TinyStories: the
+    mirror's sample file split at its <|endoftext|> separators; the hub's `text` column)."""
+    rows, label, _ = _rows(name, "text", mirror, limit, _story_file)
+    return [{"id": f"{name}/{i}", "text": string_field(row, "text", label, i)} for i, row in enumerate(rows)]
+
+
 LOADERS = {
+    "text": load_text,
     "ultrafeedback": load_sft,
     "alpaca_eval": load_alpaca_eval,
     "gsm8k": load_gsm8k,

@@ -104,6 +104,12 @@ DATASETS: dict[str, DataSource] = {s.name: s for s in (
         hub_data_files="https://raw.githubusercontent.com/liziniu/GEM/{revision}/data/story_generation/"
                        "test-00000-of-00001.parquet",
         hub_format="parquet", note="52,665 prompts; the paper's script uses the first 1,000"),
+    DataSource(
+        name="tinystories", kind="text",
+        hub_id="roneneldan/TinyStories", hub_revision=UNPINNED, hub_config=None, split="train",
+        mirror_path="tinystories/tinystories_sample.txt",
+        note="pretraining text for the tiny base model of the real-data configs (not the paper's data); "
+             "mirror: a 2 MiB sample of the train split, stories separated by <|endoftext|>"),
 )}
 
 

@@ -15,6 +15,7 @@ CREATIVE_FILE = "eval_creative.jsonl"
 
 # section -> (dataset kind it accepts, loader, output file key, default dataset); keys: dataset, limit
 SECTIONS = {
+    "pretrain": ("text", loaders.load_text, "pretrain", "tinystories"),
     "sft": None,  # two outputs, handled below
     "chat": ("alpaca_eval", loaders.load_alpaca_eval, "eval_chat", "alpaca_eval"),
     "code": ("humaneval", loaders.load_humaneval, "eval_code", "humaneval"),
@@ -48,7 +49,7 @@ def _origin(name: str, mirror: Path | None) -> dict:
 def load_real_data(cfg: dict, mirror: Path | None) -> tuple[dict[str, list[dict]], dict]:
     """(records keyed like `gemsft.world.FILES` plus "eval_creative", origin of each); see write_real_data."""
     if not isinstance(cfg, dict) or not cfg:
-        raise ValueError("real data: the config names no section (sft, chat, code, math, preferences, creative)")
+        raise ValueError(f"real data: the config names no section ({', '.join(SECTIONS)})")
     unknown = set(cfg) - set(SECTIONS)
     if unknown:
         raise ValueError(f"real data: unknown sections {sorted(unknown)}; allowed: {sorted(SECTIONS)}")
@@ -78,6 +79,7 @@ def write_real_data(cfg: dict, mirror: Path | None, out_dir: str | Path) -> dict
 
     `cfg` has one optional mapping per section (at least one section):
 
+    - pretrain: {dataset: tinystories, limit} -> pretrain.jsonl ({text}), the tiny base model's corpus.
     - sft: {train: dataset (default ultrafeedback_train), test: dataset (default ultrafeedback_test),
       limit: first N train rows, test_limit: first N test rows} -> sft_train.jsonl, sft_test.jsonl
       ({id, family, messages}).
