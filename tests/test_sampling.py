@@ -349,3 +349,25 @@ def test_sample_requests_follow_the_config(tmp_path):
     assert {r.prompt_format for r in requests.values()} == {"qa"}
     with pytest.raises(ValueError, match="unknown sampling output 'poems'"):
         sample_requests(tmp_path, settings, ["poems"])
+
+
+def test_vllm_engine_is_split_over_the_jobs_gpus(monkeypatch, tmp_path):
+    """On GPUs the engine gets the job's GPUs as tensor_parallel_size and the checkpoint's dtype (the
+    engine itself is replaced: this machine has no GPU)."""
+    vllm = pytest.importorskip("vllm")
+    seen = {}
+
+    class Engine:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("stop after construction")
+
+    monkeypatch.setattr(sampling, "_cuda_available", lambda: True)
+    monkeypatch.setattr(sampling, "_load_tokenizer", lambda model_dir: None)
+    monkeypatch.setattr(sampling, "_eos_ids", lambda tokenizer, model_dir: [0])
+    monkeypatch.setattr(vllm, "LLM", Engine)
+    spec = SamplingSpec(n=2, max_tokens=4)
+    for gpus, expected in ((8, 8), (1, 1), (0, 1)):
+        with pytest.raises(RuntimeError, match="stop after construction"):
+            sampling._generate_vllm(tmp_path, [([[1, 2]], spec)], 64, gpus)
+        assert seen["tensor_parallel_size"] == expected and seen["dtype"] == "auto" and not seen["enforce_eager"]

@@ -322,9 +322,10 @@ def _vllm_params(spec: SamplingSpec, prompt_index: int):
 
 
 def _generate_vllm(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]],
-                   batch_size: int) -> list[list[list[dict]]]:
+                   batch_size: int, gpus: int = 0) -> list[list[list[dict]]]:
     """Per request (prompt ids, spec): per prompt, spec.n samples. One engine and one `generate`
-    call for all requests, so start-up is paid once and the scheduler batches across them."""
+    call for all requests, so start-up is paid once and the scheduler batches across them. The
+    model is split over `gpus` GPUs (tensor parallel) when there are several."""
     del batch_size  # vLLM schedules its own batches
     _configure_vllm_cpu_env()
     from vllm import LLM
@@ -334,9 +335,11 @@ def _generate_vllm(model_dir, requests: list[tuple[list[list[int]], SamplingSpec
     eos_ids = _eos_ids(tokenizer, model_dir)
     # On a CPU, eager mode: torch.compile costs over a minute at start-up on 2 cores and gave no
     # faster decoding of the tiny model (the outputs were identical).
-    llm = LLM(model=str(model_dir), dtype="float32", seed=requests[0][1].seed,
+    cuda = _cuda_available()
+    # On a GPU the checkpoint's dtype (bf16 for Llama-3.1); the CPU backend runs float32.
+    llm = LLM(model=str(model_dir), dtype="auto" if cuda else "float32", seed=requests[0][1].seed,
               kv_cache_memory_bytes=_vllm_kv_cache_bytes(model_dir, requests),
-              enforce_eager=not _cuda_available())
+              enforce_eager=not cuda, tensor_parallel_size=max(1, gpus) if cuda else 1)
     prompts = [TokensPrompt(prompt_token_ids=ids) for prompt_ids, _ in requests for ids in prompt_ids]
     params = [_vllm_params(spec, i) for prompt_ids, spec in requests for i in range(len(prompt_ids))]
     try:
@@ -403,11 +406,12 @@ def _rows(name: str, request: SamplingRequest, outputs: list[list[dict]]) -> lis
 
 
 def generate_requests(model_dir, requests: list[SamplingRequest], backend: str = "auto",
-                      batch_size: int = 64) -> list[list[dict]]:
+                      batch_size: int = 64, gpus: int = 0) -> list[list[dict]]:
     """Rows for each request, from one model load (one vLLM engine) shared by all of them.
 
     A request's rows do not depend on the other requests: the hf backend samples each request on
-    its own, and vLLM seeds every prompt separately.
+    its own, and vLLM seeds every prompt separately. `gpus`: the job's GPUs, vLLM's
+    tensor_parallel_size (the hf backend uses one device).
     """
     _check_backend_name(backend)
     if batch_size < 1:
@@ -425,8 +429,10 @@ def generate_requests(model_dir, requests: list[SamplingRequest], backend: str =
                                                 request.prompt_format))
         _check_lengths(ids, request.prompts, request.spec, model_dir)
         encoded.append((ids, request.spec))
-    runner = _generate_vllm if name == "vllm" else _generate_hf
-    outputs = iter(runner(model_dir, encoded, batch_size))
+    if name == "vllm":
+        outputs = iter(_generate_vllm(model_dir, encoded, batch_size, gpus))
+    else:
+        outputs = iter(_generate_hf(model_dir, encoded, batch_size))
     return [_rows(name, r, next(outputs)) if r.prompts else [] for r in requests]
 
 

@@ -137,6 +137,8 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
     metrics.update(seed=seed, examples=len(dataset), weight_decay=objective.weight_decay,
                    supervised_tokens=sum(sum(l != IGNORE_INDEX for l in ex["labels"]) for ex in dataset))
 
+    if not trainer.is_world_process_zero():  # a distributed run (gemsft.launch): rank 0 writes the outputs
+        return metrics
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # later stages load a plain model, as from the hub
