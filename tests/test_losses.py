@@ -10,7 +10,10 @@ that explicitly (see ``test_gem_gradcheck``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -22,6 +25,8 @@ from gemsft.losses import (
     Objective,
     ce_entropy_loss,
     ce_loss,
+    fused_linear_ce_loss,
+    fused_linear_gem_loss,
     gem_listing1_loss,
     gem_loss,
     get_objective,
@@ -234,6 +239,28 @@ def test_inputs_are_not_modified():
     ce_entropy_loss(logits, labels)
     token_entropy(logits, labels)
     assert torch.equal(logits.detach(), before) and torch.equal(labels, labels_before)
+
+
+@pytest.mark.parametrize("h", HS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_gem_without_masked_tokens(h, dtype):
+    """No token masked: gem_loss skips the row selection; same value and gradient, input intact."""
+    logits, labels = make_batch(n_masked=0, seed=31, scale=5.0)
+    for z_in, y_in in ((logits, labels), (logits.transpose(0, 1), labels.t())):  # contiguous or not
+        z_low = z_in.to(dtype)
+        before = z_low.clone()
+        z = z_low.clone().requires_grad_() if z_low.is_contiguous() else z_low.detach().requires_grad_()
+        value = gem_loss(z, y_in, beta=0.6, h=h)
+        value.backward()
+        assert torch.equal(z.detach(), before)
+        ref_z = z.detach().double().requires_grad_()
+        ref = gem_torch_ref(ref_z, y_in, 0.6, h, detach=True)
+        ref.backward()
+        tol = dict(rel=1e-12) if dtype == torch.float64 else dict(rel=1e-5)
+        assert value.item() == pytest.approx(ref.item(), **tol)
+        assert z.grad.dtype == dtype and z.grad.shape == z.shape
+        torch.testing.assert_close(z.grad.double(), ref_z.grad.to(dtype).double(),
+                                   rtol=1e-10 if dtype == torch.float64 else 1e-2, atol=1e-14)
 
 
 # --------------------------------------------------------------------------- 5: masking
@@ -491,3 +518,283 @@ def test_objective_compute_dispatch():
 def test_objective_rejects_inconsistent_settings(kwargs):
     with pytest.raises(ValueError):
         Objective(name="x", **kwargs)
+
+
+# --------------------------------------------------------------------------- 11: fused linear + loss
+
+
+def make_head_batch(lead=(3, 7), h=16, v=29, n_masked=5, seed=20, dtype=torch.float64, scale=1.0):
+    """hidden (*lead, h), head weight (v, h) with logits of std ~2*scale, aligned labels with masks."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(*lead, h, generator=g, dtype=torch.float64)
+    weight = torch.randn(v, h, generator=g, dtype=torch.float64) * (2.0 * scale / h**0.5)
+    labels = torch.randint(0, v, lead, generator=g)
+    flat = labels.view(-1)
+    flat[torch.randperm(flat.numel(), generator=g)[:n_masked]] = IGNORE
+    return hidden.to(dtype), weight.to(dtype), labels
+
+
+def value_and_grads(fn, hidden, weight):
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+    value = fn(x, w)
+    value.backward()
+    return value.detach(), x.grad, w.grad
+
+
+FUSED = {
+    "gem_linear": (
+        lambda x, w, y, **kw: fused_linear_gem_loss(x, w, y, beta=0.7, h="linear", **kw),
+        lambda z, y: gem_loss(z, y, beta=0.7, h="linear"),
+    ),
+    "gem_log_sigmoid": (
+        lambda x, w, y, **kw: fused_linear_gem_loss(x, w, y, beta=0.7, h="log_sigmoid", **kw),
+        lambda z, y: gem_loss(z, y, beta=0.7, h="log_sigmoid"),
+    ),
+    "ce": (lambda x, w, y, **kw: fused_linear_ce_loss(x, w, y, **kw), ce_loss),
+}
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 4, 5, 16, 1000])  # 16 of 21 rows: a short last chunk
+@pytest.mark.parametrize("beta", [0.5, 0.7, 1.0, 2.0])
+@pytest.mark.parametrize("h", HS)
+def test_fused_gem_matches_gem_loss_of_materialised_logits(h, beta, chunk_size):
+    hidden, weight, labels = make_head_batch(scale=3.0)
+    fused = value_and_grads(
+        lambda x, w: fused_linear_gem_loss(x, w, labels, beta=beta, h=h, chunk_size=chunk_size), hidden, weight
+    )
+    ref = value_and_grads(lambda x, w: gem_loss(x @ w.T, labels, beta=beta, h=h), hidden, weight)
+    assert fused[0].dtype == torch.float64
+    assert fused[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(fused[2], ref[2], rtol=1e-10, atol=1e-14)
+    assert torch.all(fused[1][labels == IGNORE] == 0)
+
+
+@pytest.mark.parametrize("block_rows", [1, 3])
+@pytest.mark.parametrize("name", list(FUSED))
+def test_fused_blocks_and_default_chunks(monkeypatch, name, block_rows):
+    """Elementwise work in blocks of a few rows inside a chunk, and the default chunk rule
+    (a quarter of the tokens once the logits are big enough to chunk) give the same results."""
+    import gemsft.losses as losses
+
+    fused, unfused = FUSED[name]
+    hidden, weight, labels = make_head_batch(scale=3.0, seed=32)
+    v = weight.shape[0]
+    monkeypatch.setattr(losses, "_FUSED_BLOCK_BYTES", 4 * v * block_rows)
+    monkeypatch.setattr(losses, "_FUSED_MIN_CHUNK_BYTES", 0)
+    assert losses._chunk_rows(16, v, hidden.device, None) == 4
+    ref = value_and_grads(lambda x, w: unfused(x @ w.T, labels), hidden, weight)
+    for chunk_size in (None, 5):
+        out = value_and_grads(lambda x, w: fused(x, w, labels, chunk_size=chunk_size), hidden, weight)
+        assert out[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+        torch.testing.assert_close(out[1], ref[1], rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(out[2], ref[2], rtol=1e-10, atol=1e-14)
+        _, stats = fused(hidden, weight, labels, chunk_size=chunk_size, return_stats=True)
+        assert stats.ce.item() == pytest.approx(ce_loss(hidden @ weight.T, labels).item(), rel=1e-12)
+        assert stats.entropy.item() == pytest.approx(token_entropy(hidden @ weight.T, labels).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3, 7])
+def test_fused_ce_matches_ce_loss_and_torch(chunk_size):
+    hidden, weight, labels = make_head_batch(scale=3.0, seed=21)
+    fused = value_and_grads(lambda x, w: fused_linear_ce_loss(x, w, labels, chunk_size=chunk_size), hidden, weight)
+    ref = value_and_grads(
+        lambda x, w: F.cross_entropy((x @ w.T).reshape(-1, w.shape[0]), labels.reshape(-1), ignore_index=IGNORE),
+        hidden, weight,
+    )
+    assert fused[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(fused[2], ref[2], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_fused_stats_are_ce_and_entropy_of_the_logits(name, chunk_size):
+    fused, _ = FUSED[name]
+    hidden, weight, labels = make_head_batch(scale=4.0, seed=22)
+    x = hidden.clone().requires_grad_()
+    loss, stats = fused(x, weight, labels, chunk_size=chunk_size, return_stats=True)
+    plain = fused(hidden, weight, labels, chunk_size=chunk_size)
+    assert loss.item() == plain.item()  # the statistics do not change the loss
+    logits = hidden @ weight.T
+    assert not stats.ce.requires_grad and not stats.entropy.requires_grad
+    assert stats.ce.item() == pytest.approx(ce_loss(logits, labels).item(), rel=1e-12)
+    assert stats.entropy.item() == pytest.approx(token_entropy(logits, labels).item(), rel=1e-12)
+    loss.backward()  # and the loss is still differentiable
+
+
+def test_fused_small_entropy_is_accurate_in_float32():
+    # Peaked rows: the entropy is small next to the logits; no cancellation may eat it.
+    hidden, weight, labels = make_head_batch(scale=30.0, seed=23)
+    _, stats = fused_linear_gem_loss(hidden.float(), weight.float(), labels, return_stats=True)
+    exact = token_entropy(hidden @ weight.T, labels).item()
+    assert exact < 0.2
+    assert stats.entropy.item() == pytest.approx(exact, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_fused_fully_masked_gives_zero_and_zero_gradients(name, dtype):
+    fused, _ = FUSED[name]
+    hidden, weight, labels = make_head_batch(dtype=dtype)
+    labels = torch.full_like(labels, IGNORE)
+    x, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    value, stats = fused(x, w, labels, return_stats=True)
+    assert value.item() == 0.0 and value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert stats.ce.item() == 0.0 and stats.entropy.item() == 0.0
+    value.backward()
+    assert torch.all(x.grad == 0) and torch.all(w.grad == 0)
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+@pytest.mark.parametrize("chunk_size", [None, 8])  # one chunk (bf16 matmuls as autograd's) / several
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+def test_fused_low_precision_matches_materialised_logits(name, chunk_size, low):
+    fused, unfused = FUSED[name]
+    hidden, weight, labels = make_head_batch(lead=(4, 16), h=32, v=64, n_masked=10, seed=24, dtype=torch.float32)
+    hidden, weight = hidden.to(low), weight.to(low)
+    out = value_and_grads(lambda x, w: fused(x, w, labels, chunk_size=chunk_size), hidden, weight)
+    ref = value_and_grads(lambda x, w: unfused(x @ w.T, labels), hidden, weight)
+    assert out[0].dtype == torch.float32
+    assert out[0].item() == pytest.approx(ref[0].item(), rel=1e-5, abs=1e-6)  # same low-precision logits
+    for got, want in zip(out[1:], ref[1:]):
+        assert got.dtype == low
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=1e-4)
+    # and against float32 throughout, loosely: rounding the inputs and logits is all that differs
+    exact = value_and_grads(lambda x, w: fused(x, w, labels), hidden.float(), weight.float())
+    assert out[0].item() == pytest.approx(exact[0].item(), rel=2e-2)
+
+
+@pytest.mark.parametrize("h", HS)
+def test_fused_under_autocast_matches_an_autocast_head(h):
+    hidden, weight, labels = make_head_batch(lead=(2, 9), h=32, v=50, seed=25, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = value_and_grads(lambda x, w: fused_linear_gem_loss(x, w, labels, h=h, chunk_size=5), hidden, weight)
+        ref = value_and_grads(
+            lambda x, w: gem_loss(torch.nn.functional.linear(x, w), labels, h=h), hidden, weight
+        )
+    assert out[0].item() == pytest.approx(ref[0].item(), rel=1e-5)
+    for got, want in zip(out[1:], ref[1:]):
+        assert got.dtype == torch.float32  # gradients in the (float32) inputs' dtype
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=1e-4)
+
+
+def test_fused_gradient_is_scaled_by_grad_output_and_flows_through_a_graph():
+    hidden, weight, labels = make_head_batch(seed=26)
+    x = hidden.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+    h_in = x * 1.5  # a graph in front of the loss
+    (0.25 * fused_linear_gem_loss(h_in, w, labels, chunk_size=4) + x.sum()).backward()
+    _, gx, gw = value_and_grads(lambda a, b: gem_loss((1.5 * a) @ b.T, labels), hidden, weight)
+    torch.testing.assert_close(x.grad, 0.25 * gx + 1.0, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(w.grad, 0.25 * gw, rtol=1e-10, atol=1e-14)
+
+
+def test_fused_gradients_only_where_needed_and_no_grad_mode():
+    hidden, weight, labels = make_head_batch(seed=27)
+    ref = value_and_grads(lambda x, w: gem_loss(x @ w.T, labels), hidden, weight)
+    x = hidden.clone().requires_grad_()
+    frozen = weight.clone()  # e.g. a frozen head under LoRA
+    fused_linear_gem_loss(x, frozen, labels, chunk_size=4).backward()
+    torch.testing.assert_close(x.grad, ref[1], rtol=1e-10, atol=1e-14)
+    w = weight.clone().requires_grad_()
+    fused_linear_gem_loss(hidden, w, labels, chunk_size=4).backward()
+    torch.testing.assert_close(w.grad, ref[2], rtol=1e-10, atol=1e-14)
+    with torch.no_grad():
+        value = fused_linear_gem_loss(x, w, labels, chunk_size=4)
+    assert not value.requires_grad and value.item() == pytest.approx(ref[0].item(), rel=1e-12)
+
+
+def test_fused_backward_runs_once():
+    hidden, weight, labels = make_head_batch(seed=28)
+    loss = fused_linear_gem_loss(hidden.requires_grad_(), weight, labels)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="single backward"):
+        loss.backward()
+
+
+def test_fused_inputs_are_not_modified():
+    hidden, weight, labels = make_head_batch(seed=29, dtype=torch.float32)
+    before = (hidden.clone(), weight.clone(), labels.clone())
+    for name, (fused, _) in FUSED.items():
+        fused(hidden.requires_grad_(), weight.requires_grad_(), labels, chunk_size=3, return_stats=True)[0].backward()
+    assert all(torch.equal(a.detach(), b) for a, b in zip((hidden, weight, labels), before))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x, w, y: (x, w, y[:, :4]), r"hidden.shape\[:-1\] must equal labels.shape.*\(3, 7, 16\).*\(3, 4\)"),
+        (lambda x, w, y: (x, w[:, :8], y), r"weight must be \(V, H\).*\(29, 8\)"),
+        (lambda x, w, y: (x, w.float(), y), r"one dtype.*float64.*float32"),
+        (lambda x, w, y: (x, w, y.float()), r"labels must be an integer tensor"),
+        (lambda x, w, y: (x.long(), w, y), r"floating-point"),
+    ],
+)
+def test_fused_bad_inputs_raise(change, message):
+    args = change(*make_head_batch())
+    for fused, _ in FUSED.values():
+        with pytest.raises(ValueError, match=message):
+            fused(*args)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.0, True, "4"])
+def test_fused_bad_chunk_size_raises(chunk_size):
+    with pytest.raises(ValueError, match="chunk_size"):
+        fused_linear_gem_loss(*make_head_batch(), chunk_size=chunk_size)
+
+
+def test_fused_bad_beta_and_h_raise():
+    with pytest.raises(ValueError, match=r"\bbeta\b"):
+        fused_linear_gem_loss(*make_head_batch(), beta=0.0)
+    with pytest.raises(ValueError, match=r"\bh\b.*'foo'"):
+        fused_linear_gem_loss(*make_head_batch(), h="foo")
+
+
+def _peak_tensor_bytes(fn) -> tuple[int, int]:
+    """(peak live bytes of CPU tensors allocated while fn runs, largest single allocation)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # The allocator's running total of live bytes ("Total Allocated") is in the chrome trace.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    memory = [e["args"] for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0]
+    memory.sort(key=lambda a: a["Ev Idx"])
+    # The running total carries over from earlier profiling in this process: count from its value
+    # just before the first event.
+    base = memory[0]["Total Allocated"] - memory[0]["Bytes"]
+    return max(a["Total Allocated"] for a in memory) - base, max(a["Bytes"] for a in memory)
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+def test_fused_never_holds_the_logits(name):
+    """Peak live tensor memory of forward + backward stays far below the (N, V) logits.
+
+    Measured from PyTorch's CPU allocation events (torch.profiler, profile_memory); the same
+    measurement of the unfused loss exceeds the logits size, so the check can fail.
+    """
+    fused, unfused = FUSED[name]
+    n, v, h = 512, 4096, 32
+    g = torch.Generator().manual_seed(30)
+    hidden = torch.randn(n, h, generator=g).requires_grad_()
+    weight = (torch.randn(v, h, generator=g) / h**0.5).requires_grad_()
+    labels = torch.randint(0, v, (n,), generator=g)
+    logits_bytes = n * v * 4  # 8 MiB; weight.grad is 0.5 MiB
+
+    def run_fused():
+        fused(hidden, weight, labels, chunk_size=16, return_stats=True)[0].backward()
+
+    def run_unfused():
+        unfused(hidden @ weight.T, labels).backward()
+
+    peak, largest = _peak_tensor_bytes(run_fused)
+    # four (16, V) float32 buffers (1 MiB) + weight.grad (0.5 MiB) + small ones
+    assert peak < 0.25 * logits_bytes and largest < 0.1 * logits_bytes
+    peak_unfused, largest_unfused = _peak_tensor_bytes(run_unfused)
+    assert peak_unfused > logits_bytes and largest_unfused >= logits_bytes

@@ -47,6 +47,10 @@ def test_data_stage_reads_the_configured_mirror_subsets(real_run):
     chat = io.read_jsonl(real_run / "results/data/eval_chat.jsonl")
     assert [(r["prompt"], r["reference"]) for r in chat] == [(a["instruction"], a["output"])
                                                              for a in alpaca[:len(chat)]]
+    # SFT on UltraFeedback conversations, truncated to train.max_length (the mirror's answers are long).
+    metrics = io.read_json(real_run / f"results/sft/{RUNS[1]}/train_metrics.json")
+    assert metrics["rows"] == real["sft"]["limit"] and 0 < metrics["examples"] <= metrics["rows"]
+    assert metrics["supervised_tokens"] <= metrics["examples"] * config(real_run)["train"]["max_length"]
 
 
 def test_every_stage_is_written_for_every_run_without_world_only_metrics(real_run):

@@ -15,7 +15,7 @@ special tokens) and decode the generated ids the same way, so identical tokens g
 rows (greedy decoding gives the same tokens in both). The seeds differ in kind (hf: one torch seed
 per batch; vLLM: one per prompt and sample), so sampled rows match only in distribution.
 
-Speed (benchmarks/sampling_backends.py, one default `sample` job of the tiny model, 3,408 samples
+Speed (benchmarks/sampling_bench.py, one default `sample` job of the tiny model, 3,408 samples
 and 85k tokens, 2 CPU cores): hf 28 s, vLLM 67 s, start-up included. vLLM decodes faster once
 running, but its engine start-up dominates a 1M-parameter model's job here, so the embedded default
 uses hf; the paper tier (GPU, 8B model) uses vLLM.

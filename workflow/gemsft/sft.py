@@ -121,8 +121,8 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
     objective = configured_objective(objective_name, cfg)
     set_seed(seed)
     tokenizer = load_tokenizer(base_dir, cfg.get("chat_template_from"))  # saved with the model below
-    dataset = build_dataset(tokenizer, io.read_jsonl(data_path), cfg["max_length"], cfg["length_policy"],
-                            str(data_path))
+    rows = io.read_jsonl(data_path)
+    dataset = build_dataset(tokenizer, rows, cfg["max_length"], cfg["length_policy"], str(data_path))
     model = load_model(base_dir, cfg)
     trainer = ObjectiveTrainer(
         model=model,
@@ -132,9 +132,11 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         objective=objective,
         beta=beta if objective.uses_beta else None,
+        fused_loss=cfg.get("fused_loss"),
     )
     metrics = run_training(trainer, checkpoint_dir)
-    metrics.update(seed=seed, examples=len(dataset), weight_decay=objective.weight_decay,
+    # rows - examples: conversations dropped by the length policy (or truncated to no assistant token)
+    metrics.update(seed=seed, rows=len(rows), examples=len(dataset), weight_decay=objective.weight_decay,
                    supervised_tokens=sum(sum(l != IGNORE_INDEX for l in ex["labels"]) for ex in dataset))
 
     if not trainer.is_world_process_zero():  # a distributed run (gemsft.launch): rank 0 writes the outputs

@@ -1,0 +1,95 @@
+"""hf vs vLLM sampling: the same model, prompts and specs, each backend in a fresh process.
+
+Usage: python benchmarks/sampling_bench.py [--model-dir DIR] [--configfile config/config.yaml]
+           [--outputs chat] [--backends hf vllm] [--out benchmarks/results/sampling_bench.json]
+
+Samples what the `sample` rule samples for one fine-tuned model, by default the chat task alone
+(n = 32 per prompt); `--outputs chat code humaneval math math_greedy` is the whole job (one model load
+for all). Per backend it reports the output tokens, output tokens/s of generation alone (model load
+and engine start-up excluded), the wall time of the whole process (start-up included, as a DAG job
+pays it), and the ratios to the first backend. Run it on an otherwise idle machine; the backends run
+one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHILD = """
+import json, sys, time
+start = time.perf_counter()
+from gemsft.sample_plan import sample_requests, task_settings
+from gemsft.sampling import generate_requests
+import yaml
+
+def main():
+    model_dir, configfile, world, backend, outputs = sys.argv[1:6]
+    with open(configfile) as f:
+        config = yaml.safe_load(f)
+    sampling = config["sampling"]
+    settings = {task: task_settings(sampling, task) for task in sampling["tasks"]}
+    requests = sample_requests(world, settings, outputs.split(","))
+    generation = time.perf_counter()
+    rows = generate_requests(model_dir, list(requests.values()), backend=backend,
+                             batch_size=sampling["batch_size"])
+    print(json.dumps({"seconds": time.perf_counter() - start, "generate_s": time.perf_counter() - generation,
+                      "tokens": sum(r["num_tokens"] for task_rows in rows for r in task_rows),
+                      "samples": sum(len(task_rows) for task_rows in rows)}))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def run_backend(backend: str, model_dir: str, configfile: str, world: str, outputs: list[str]) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, model_dir, configfile, world, backend, ",".join(outputs)], env=env,
+                          capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{backend} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"backend": backend, "wall_s": wall, **result, "tokens_per_s": result["tokens"] / wall,
+            "generate_tokens_per_s": result["tokens"] / result["generate_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default="results/sft/tiny/gem/beta-0.7/seed-1234/model")
+    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument("--world", default="results/data")
+    parser.add_argument("--outputs", nargs="+", default=["chat"],
+                        help="sample outputs of the job (chat, code, humaneval, math, math_greedy)")
+    parser.add_argument("--backends", nargs="+", default=["hf", "vllm"])
+    parser.add_argument("--out", default="benchmarks/results/sampling_bench.json")
+    args = parser.parse_args()
+    if not (REPO / args.model_dir / "config.json").is_file():
+        raise SystemExit(f"{args.model_dir}: no trained model; run the workflow first (make run)")
+    results = [run_backend(b, args.model_dir, args.configfile, args.world, args.outputs) for b in args.backends]
+    first = results[0]
+    print(f"outputs: {' '.join(args.outputs)}; model {args.model_dir}")
+    print(f"{'backend':8s} {'samples':>8s} {'tokens':>8s} {'gen tok/s':>10s} {'x first':>8s} {'wall s':>8s} "
+          f"{'x first':>8s}")
+    for r in results:
+        print(f"{r['backend']:8s} {r['samples']:8d} {r['tokens']:8d} {r['generate_tokens_per_s']:10.0f} "
+              f"{r['generate_tokens_per_s'] / first['generate_tokens_per_s']:8.2f} {r['wall_s']:8.1f} "
+              f"{r['wall_s'] / first['wall_s']:8.2f}")
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model_dir": args.model_dir, "configfile": args.configfile, "outputs": args.outputs,
+                               "cpus": os.cpu_count(),
+                               "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

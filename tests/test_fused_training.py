@@ -1,0 +1,193 @@
+"""The trainer's fused loss path: same training as the unfused path, logits never built.
+
+A tiny LlamaForCausalLM trains a few steps with ObjectiveTrainer once with the fused loss and once
+on materialised logits (float32, CPU); parameters, losses and the logged CE/entropy must agree.
+The runs use plain SGD: the two paths' gradients agree to float32 rounding, and SGD keeps that
+difference at lr x rounding, while Adam would divide by the RMS of near-zero gradient entries and
+blow the same rounding up to a fraction of a step (the trainer's gradients themselves are compared
+directly, whatever the optimizer, in the one-batch test).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import gemsft.training as training
+from gemsft.losses import get_objective
+from gemsft.training import ObjectiveTrainer, training_arguments
+
+IGNORE = -100
+VOCAB = 97
+CFG = {"epochs": 1, "max_steps": 4, "per_device_batch_size": 4, "learning_rate": 0.1, "warmup_ratio": 0,
+       "logging_steps": 1, "save_steps": 1000, "save_total_limit": 1, "max_grad_norm": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_model(tied: bool, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=tied, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # a sharper random head, so that GEM's q differs clearly from f
+        model.get_output_embeddings().weight.mul_(20.0)
+    return model
+
+
+class Rows(torch.utils.data.Dataset):
+    """Prompt/answer rows of varying length: prompt tokens masked, right padding masked."""
+
+    def __init__(self, n=16, seed=1):
+        g = torch.Generator().manual_seed(seed)
+        self.rows = []
+        for _ in range(n):
+            length = int(torch.randint(8, 20, (1,), generator=g))
+            ids = torch.randint(1, VOCAB, (length,), generator=g)
+            labels = ids.clone()
+            labels[: int(torch.randint(2, 6, (1,), generator=g))] = IGNORE
+            self.rows.append((ids, labels))
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        ids, labels = self.rows[i]
+        return {"input_ids": ids, "labels": labels}
+
+
+def collate(rows):
+    t = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros(len(rows), t, dtype=torch.long)
+    labels = torch.full((len(rows), t), IGNORE)
+    mask = torch.zeros(len(rows), t, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = r["input_ids"], r["labels"], 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def train(tmp_path, name, beta, fused, tied, steps=4, neft=None):
+    model = tiny_model(tied)
+    args = training_arguments({**CFG, "max_steps": steps}, tmp_path / f"run_{fused}", seed=0,
+                              neftune_noise_alpha=neft)
+    args.optim = "sgd"
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=Rows(), data_collator=collate,
+                               objective=get_objective(name), beta=beta, fused_loss=fused)
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    return model, logs
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    calls = []
+    for fn in ("fused_linear_gem_loss", "fused_linear_ce_loss"):
+        original = getattr(training, fn)
+
+        def counting(*args, _original=original, **kwargs):
+            calls.append(kwargs.get("h", "ce"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(training, fn, counting)
+    return calls
+
+
+@pytest.mark.parametrize("name, beta, tied", [
+    ("gem", 0.7, True),
+    ("gem_log_sigmoid", 0.5, False),
+    ("ce", None, True),
+])
+def test_fused_training_matches_unfused(tmp_path, fused_calls, name, beta, tied):
+    fused_model, fused_logs = train(tmp_path, name, beta, fused=True, tied=tied)
+    assert len(fused_calls) == 4  # one fused loss per step: the fused path was taken
+    unfused_model, unfused_logs = train(tmp_path, name, beta, fused=False, tied=tied)
+    assert len(fused_calls) == 4
+    base = tiny_model(tied)
+    moved = 0.0
+    for (key, a), b, c in zip(fused_model.state_dict().items(), unfused_model.state_dict().values(),
+                              base.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=key)
+        moved = max(moved, (b - c).abs().max().item())
+    assert moved > 1e-3  # the runs did train
+    assert len(fused_logs) == len(unfused_logs) == 4
+    for f, u in zip(fused_logs, unfused_logs):
+        for key in ("loss", "ce", "entropy", "objective_loss", "grad_norm"):
+            assert f[key] == pytest.approx(u[key], rel=1e-5, abs=1e-6), key
+
+
+def test_gem_is_fused_by_default_and_ce_is_not(tmp_path):
+    args = training_arguments(CFG, tmp_path, seed=0)
+    model = tiny_model(True)
+    assert ObjectiveTrainer(model=model, args=args, objective=get_objective("gem")).fused_loss
+    assert ObjectiveTrainer(model=model, args=args, objective=get_objective("gem_log_sigmoid")).fused_loss
+    assert not ObjectiveTrainer(model=model, args=args, objective=get_objective("ce")).fused_loss
+    assert not ObjectiveTrainer(model=model, args=args, objective=get_objective("gem"), fused_loss=False).fused_loss
+
+
+def test_fused_compute_loss_equals_unfused_on_one_batch(tmp_path):
+    model = tiny_model(True)
+    batch = collate([Rows()[i] for i in range(4)])
+    args = training_arguments(CFG, tmp_path, seed=0)
+    losses = {}
+    for fused in (True, False):
+        trainer = ObjectiveTrainer(model=model, args=args, objective=get_objective("gem"), beta=0.6,
+                                   fused_loss=fused)
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        losses[fused] = (loss.detach(), [p.grad.clone() for p in model.parameters()], trainer._tracked)
+        model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(losses[True][0], losses[False][0], rtol=1e-6, atol=1e-6)
+    for a, b in zip(losses[True][1], losses[False][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for key in ("ce", "entropy", "objective_loss"):
+        assert losses[True][2][key] == pytest.approx(losses[False][2][key], rel=1e-5)
+
+
+def test_unfusable_cases_fall_back(tmp_path, fused_calls):
+    args = training_arguments(CFG, tmp_path, seed=0)
+    batch = collate([Rows()[i] for i in range(2)])
+    # ce_entropy has no fused form; it runs on logits even with fused_loss=True.
+    model = tiny_model(True)
+    trainer = ObjectiveTrainer(model=model, args=args, objective=get_objective("ce_entropy"), fused_loss=True)
+    assert torch.isfinite(trainer.compute_loss(model, dict(batch)))
+    # A head that is not a plain nn.Linear (here: a subclass with a logit scale) is not fused.
+
+    class ScaledHead(torch.nn.Linear):
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    model = tiny_model(False)
+    head = ScaledHead(32, VOCAB, bias=False)
+    head.weight = model.lm_head.weight
+    model.lm_head = head
+    trainer = ObjectiveTrainer(model=model, args=args, objective=get_objective("gem"))
+    loss = trainer.compute_loss(model, dict(batch))
+    from gemsft.losses import gem_loss, shift_for_causal_lm
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(loss, gem_loss(*shift_for_causal_lm(logits, batch["labels"])))
+    # Evaluation wants the outputs (logits): unfused.
+    trainer = ObjectiveTrainer(model=tiny_model(True), args=args, objective=get_objective("gem"))
+    loss, outputs = trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
+    assert outputs.logits.shape[-1] == VOCAB
+    assert fused_calls == []
+
+
+def test_fused_training_with_neftune_matches_unfused(tmp_path, fused_calls):
+    """NEFTune's noise is a hook on the input embeddings, which the fused path still runs through."""
+    fused_model, _ = train(tmp_path, "gem", 0.7, fused=True, tied=True, steps=2, neft=5.0)
+    unfused_model, _ = train(tmp_path, "gem", 0.7, fused=False, tied=True, steps=2, neft=5.0)
+    assert len(fused_calls) == 2
+    plain_model, _ = train(tmp_path, "gem", 0.7, fused=False, tied=True, steps=2)
+    for a, b in zip(fused_model.parameters(), unfused_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(a, c) for a, c in zip(unfused_model.parameters(), plain_model.parameters()))
