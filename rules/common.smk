@@ -46,8 +46,9 @@ def data_file(name):
 
 
 def forgetting_input(wildcards=None):
-    """What the forgetting evaluation reads: the world's knowledge probes or the leaderboard tasks."""
-    return {"world": [data_file("eval_knowledge")], "real": [LEADERBOARD_DIR]}[DATA_SOURCE]
+    """What the forgetting evaluation reads: the world's knowledge probes (in the data directory) or
+    the leaderboard tasks."""
+    return {"world": [DATA_DIR], "real": [LEADERBOARD_DIR]}[DATA_SOURCE]
 
 
 def sample_outputs(prefix):

@@ -87,6 +87,7 @@ rule evaluate_model:
         model_dir=run_model_dir,
         base_dir=base_model_dir,
         source=DATA_SOURCE,
+        knowledge=data_file("eval_knowledge"),
         leaderboard_limit=config["evaluation"]["leaderboard_limit"],
         lm_eval_batch_size=config["evaluation"].get("lm_eval_batch_size", 16),
         sft_test=data_file("sft_test"),

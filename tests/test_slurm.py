@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 # GPUs per job in the paper tier (8B model); `pretrain` only runs when no pretrained model is given.
 GPU_RULES = {"train": 8, "sample": 1, "sample_base": 1, "reward_model": 1, "evaluate_model": 1,
              "evaluate_chat": 1, "pretrain": 1}
-CPU_RULES = {"world", "evaluate_code", "evaluate_math", "evaluate_diversity", "metrics_table", "summary",
+CPU_RULES = {"world", "real_data", "leaderboard_tasks", "evaluate_code", "evaluate_math", "evaluate_diversity", "metrics_table", "summary",
              "table", "figure"}
 # Rules with no action: Snakemake runs them in the main process, never as SLURM jobs.
 TARGET_RULES = {"all", "trained_models"}
@@ -48,7 +48,7 @@ def load_profile(name: str) -> dict:
 def workflow_rules() -> set[str]:
     names = set()
     for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
-        names |= set(re.findall(r"^rule (\w+):", path.read_text(), flags=re.M))
+        names |= set(re.findall(r"^\s*rule (\w+):", path.read_text(), flags=re.M))  # also rules under an `if`
     return names - TARGET_RULES
 
 

@@ -20,7 +20,7 @@ world = sm.params.source == "world"
 lm_eval_args = {"batch_size": sm.params.lm_eval_batch_size, "samples_jsonl": sm.output.lm_eval_samples}
 if world:
     task_dir = Path(sm.output.lm_eval).parent / "lm_eval_tasks"
-    task = write_world_knowledge_task(Path(sm.input.forgetting[0]).resolve(), task_dir)
+    task = write_world_knowledge_task(Path(sm.params.knowledge).resolve(), task_dir)
     evaluate_tasks(sm.params.model_dir, [task], str(task_dir), sm.output.lm_eval, **lm_eval_args)
     per_document = document_rows(sm.output.lm_eval_samples, task, "knowledge")
     rows = mean_rows(per_document)
