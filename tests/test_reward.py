@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,6 @@ from gemsft.reward import (
 )
 from gemsft.tokenizer import train_tokenizer
 
-WORLD_BASE = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
-WORLD_PREFERENCES = "results/data/preferences.jsonl"
 
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "runs", "sits", "jumps", "the", "a", "big", "small",
          "happy", "sad", "today", "now", "here", "there", "very"]
@@ -320,38 +317,26 @@ def test_malformed_preferences_name_the_row_and_field(base_dir, tmp_path, rows, 
 
 # --------------------------------------------------------------------------- the world's preferences
 
-# 40 steps of 16 pairs (~54% of an epoch): about 16 s of training, 25 s in all, on one shared core.
-WORLD_CFG = {"epochs": 1, "max_steps": 40, "batch_size": 16, "learning_rate": 2e-4, "seed": 1234,
-             "heldout_fraction": 0.1, "max_length": 512}
-
-
 @pytest.mark.slow
-def test_world_reward_model_on_heldout_prompts(tmp_path, pipeline_run):
-    """Bradley-Terry RM from the pretrained tiny base on the world's 1,308 pairs (327 prompts).
+def test_world_reward_model_on_heldout_prompts(pipeline_run):
+    """The DAG's own Bradley-Terry reward model (reward_model rule: the tiny base, the world's chat and
+    code pairs, config.yaml's 2 epochs, batch 32, lr 1e-3), judged on the prompts it held out.
 
-    Measured, 10% of the prompts of each family held out (132 pairs: 36 chat, 16 code, 80 math):
-      this budget (40 steps)               held-out 0.55 (chat 0.56, code 1.00, math 0.46), ~16 s training
-      1 epoch, lr 1e-4                      held-out 0.52 (chat 0.53, code 1.00, math 0.43)
-      2 epochs, batch 32, lr 1e-3 (reward.DEFAULTS, config.yaml), 74 steps, ~65 s training:
-        seed 0: held-out 0.66 (chat 0.69, code 1.00, math 0.58); seed 1234: 0.58 (chat 0.53, code 0.94, math 0.54)
-      3 epochs, batch 16, lr 1e-4, 222 steps, ~100 s training:
-        seed 1234: 0.64 (chat 0.64, code 0.94, math 0.59); seed 1: 0.60; seed 0: 0.58 (chat 0.44)
-      3-6 epochs, lr 1e-4..5e-4, batch 8-16, or the SFT model as the base: held-out 0.59-0.64
-    Code preferences are learned at once; math (61% of the pairs: is "a + b = c" right?) stays near
-    chance on held-out prompts while train accuracy climbs (memorisation), and chat generalises weakly
-    to unseen prompts (slots whose every paraphrase is held out need pretraining knowledge). So the
-    bar of 0.75 overall is out of reach here at any tried budget; the test asserts what is learned and
-    reports the overall bar as an expected failure instead of lowering it.
+    Measured on the world's pairs (10% of the prompts of each family held out), from the session 1
+    study: 40 steps gave held-out 0.55 (chat 0.56, code 1.00, math 0.46); 2 epochs, batch 32, lr 1e-3
+    gave 0.66 (seed 0) and 0.58 (seed 1234); 3-6 epochs, lr 1e-4..5e-4, batch 8-16 or the SFT model
+    as the base gave 0.58-0.64. Code preferences are learned at once; math ("is a + b = c right?")
+    stays near chance on held-out prompts while train accuracy climbs, which is why the DAG trains on
+    chat and code only; chat generalises weakly to unseen prompts (slots whose every paraphrase is held
+    out need pretraining knowledge). So the bar of 0.75 overall is out of reach here at any tried
+    budget; the test asserts what is learned and reports the overall bar as an expected failure
+    instead of lowering it.
     """
-    start = time.perf_counter()
-    metrics = train_reward_model(pipeline_run / WORLD_BASE, pipeline_run / WORLD_PREFERENCES, tmp_path / "rm",
-                                 tmp_path / "m.json", WORLD_CFG)
-    elapsed = time.perf_counter() - start
+    metrics = io.read_json(pipeline_run / "results/reward_model/tiny.metrics.json")
     held = metrics["heldout"]
     print(f"world RM: held-out pair accuracy {metrics['heldout_accuracy']:.3f} {held['per_family_accuracy']} "
-          f"({held['pairs']} pairs), train {metrics['train_accuracy']:.3f}, {metrics['steps']} steps, "
-          f"training {metrics['train_seconds']:.1f} s, total {elapsed:.1f} s")
-    assert held["pairs"] > 100 and set(held["per_family_accuracy"]) == {"chat", "code", "math"}
+          f"({held['pairs']} pairs), train {metrics['train_accuracy']:.3f}, {metrics['steps']} steps")
+    assert held["pairs"] >= 30 and set(held["per_family_accuracy"]) == {"chat", "code"}
     assert held["per_family_accuracy"]["code"] >= 0.75, held
     assert metrics["train_accuracy"] > 0.55, metrics["train"]
     if metrics["heldout_accuracy"] < 0.75:

@@ -146,7 +146,7 @@ def test_world_and_figure_run_through_slurm(tmp_path):
     assert rule_dirs == {"rule_world", "rule_figure"}
 
     for name in WORLD_FILES.values():
-        assert (project / "results" / "world" / name).stat().st_size > 0, name
+        assert (project / "results" / "data" / name).stat().st_size > 0, name
     for suffix in (".png", ".pdf", ".provenance.json"):
         assert (project / "figures" / f"probability_transfer{suffix}").stat().st_size > 0, suffix
     # The cluster stopped what it started (munged too, unless one was already running).
