@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,41 @@ def test_chat_template_from_another_tokenizer(tokenizer, base_dir, tmp_path):
     io.write_jsonl(data, sft_rows(4))
     finetune(bare, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json", "ce", None, 0, cfg)
     assert load_tokenizer(tmp_path / "out").chat_template == template
+
+
+def test_a_partially_written_checkpoint_is_skipped_and_a_corrupted_one_is_named(base_dir, tmp_path):
+    """A run killed while the Trainer writes checkpoint-N leaves it without trainer_state.json (written
+    last): the rerun resumes from the previous complete checkpoint and ends where an uninterrupted run
+    ends. A complete checkpoint whose weights are damaged stops the rerun with one line naming it."""
+    from gemsft.training import last_complete_checkpoint
+
+    data = tmp_path / "sft.jsonl"
+    io.write_jsonl(data, sft_rows())
+    cfg = {**TRAIN_CFG, "save_steps": 2, "save_total_limit": 10}
+    finetune(base_dir, data, tmp_path / "full", tmp_path / "ckpt_full", tmp_path / "a.json", "gem", 0.7, 5, cfg)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tmp_path / "ckpt_full" / "checkpoint-2", ckpt / "checkpoint-2")
+    partial = ckpt / "checkpoint-4"
+    shutil.copytree(tmp_path / "ckpt_full" / "checkpoint-4", partial)
+    (partial / "trainer_state.json").unlink()
+    (partial / "optimizer.pt").write_bytes(b"")  # cut off while saving
+    assert last_complete_checkpoint(ckpt) == ckpt / "checkpoint-2"
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+
+    metrics = finetune(base_dir, data, tmp_path / "resumed", ckpt, tmp_path / "b.json", "gem", 0.7, 5, cfg)
+    assert metrics["resumed_from"] == "checkpoint-2"
+    from transformers import AutoModelForCausalLM
+
+    full = AutoModelForCausalLM.from_pretrained(tmp_path / "full")
+    resumed = AutoModelForCausalLM.from_pretrained(tmp_path / "resumed")
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+    corrupted = tmp_path / "ckpt_bad"
+    shutil.copytree(tmp_path / "ckpt_full" / "checkpoint-2", corrupted / "checkpoint-2")
+    weights = corrupted / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=r"training resumed from .*checkpoint-2 failed .*delete it") as err:
+        finetune(base_dir, data, tmp_path / "bad", corrupted, tmp_path / "c.json", "gem", 0.7, 5, cfg)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "c.json").exists()

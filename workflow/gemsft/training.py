@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .losses import (
     DEFAULT_BETA,
@@ -157,6 +156,7 @@ def training_arguments(cfg: dict, output_dir: str | Path, seed: int, weight_deca
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient (gemsft.launch's DDP runs)
         dataloader_num_workers=0,
         report_to=[],
         disable_tqdm=False,
@@ -164,11 +164,44 @@ def training_arguments(cfg: dict, output_dir: str | Path, seed: int, weight_deca
     )
 
 
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_COMPLETE = "trainer_state.json"  # the Trainer writes it last, after weights, optimizer and RNG states
+
+
+def last_complete_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest checkpoint in `checkpoint_dir` that the Trainer finished writing.
+
+    The Trainer writes `checkpoint-N/` file by file, so a run killed while saving leaves a partial
+    one behind; resuming from it would fail. A checkpoint counts once its trainer_state.json parses."""
+    import json
+
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    steps = sorted((int(d.name[len(CHECKPOINT_PREFIX):]), d) for d in root.iterdir()
+                   if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX) and d.name[len(CHECKPOINT_PREFIX):].isdigit())
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / CHECKPOINT_COMPLETE).read_text())
+        except (OSError, ValueError):
+            continue  # partial: an older complete one, or a fresh start
+        return path
+    return None
+
+
 def run_training(trainer: ObjectiveTrainer, checkpoint_dir: str | Path) -> dict:
-    """Train, resuming from the newest checkpoint in `checkpoint_dir` if one exists; return metrics."""
-    last = get_last_checkpoint(str(checkpoint_dir)) if Path(checkpoint_dir).is_dir() else None
+    """Train, resuming from the newest complete checkpoint in `checkpoint_dir` if one exists; return
+    metrics. A failure after resuming is a one-line error naming the checkpoint."""
+    last = last_complete_checkpoint(checkpoint_dir)
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except Exception as err:
+        if last is None:
+            raise
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise RuntimeError(f"training resumed from {last} failed ({type(err).__name__}: {first_line}); if that "
+                           "checkpoint is corrupted, delete it to restart from an earlier one or from scratch") from err
     seconds = time.perf_counter() - start
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
     final = history[-1] if history else {}
