@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import jsonschema
@@ -50,8 +51,22 @@ def base_run(config: dict) -> Run:
     return Run(config["model"]["name"], BASE_OBJECTIVE, NO_BETA, 0)
 
 
+LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")  # a model value that is a local path, not a hub id
+
+
+def check_model_paths(config: dict) -> None:
+    """A model key that names a local path (not a hub id) must be an existing directory."""
+    for section, key in (("model", "pretrained"), ("model", "chat_template_from"), ("reward_model", "pretrained")):
+        value = (config.get(section) or {}).get(key)
+        if isinstance(value, str) and value.startswith(LOCAL_PATH_PREFIXES) and not os.path.isdir(
+                os.path.expanduser(value)):
+            raise ValueError(f"invalid config at '{section}.{key}': the local model directory {value!r} "
+                             "does not exist")
+
+
 def check_consistency(config: dict) -> None:
     """Constraints between keys that a JSON schema cannot express."""
+    check_model_paths(config)
     chat_n = config["sampling"]["tasks"]["chat"]["n"]
     too_big = [n for n in config["evaluation"]["bon_n"] if n > chat_n]
     if too_big:

@@ -50,10 +50,15 @@ def read_json(path: str | os.PathLike):
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSONL file; a malformed line is reported with its file and line number."""
+    """Rows of a JSONL file; a malformed line (bad JSON or bad UTF-8) is reported with its file and line number."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} at offset "
+                                 f"{err.start})") from None
             if not line.strip():
                 continue
             try:

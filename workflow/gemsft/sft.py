@@ -83,6 +83,8 @@ def build_dataset(tokenizer, rows: list[dict], max_length: int, length_policy: s
         messages = row.get("messages")
         if not messages or not any(m.get("role") == "assistant" for m in messages):
             raise ValueError(f"{source}: row {index} has no assistant message in field 'messages'")
+        if any(m.get("role") == "assistant" and not str(m.get("content") or "").strip() for m in messages):
+            raise ValueError(f"{source}: row {index} field 'messages' has an empty assistant message")
         example = tokenize_example(tokenizer, messages)
         if len(example["input_ids"]) > max_length:
             if length_policy == "drop":
