@@ -5,9 +5,9 @@ Usage: python benchmarks/sampling_bench.py [--model-dir DIR] [--configfile confi
 
 Samples what the `sample` rule samples for one fine-tuned model, by default the chat task alone
 (n = 32 per prompt); `--outputs chat code humaneval math math_greedy` is the whole job (one model load
-for all). Per backend it reports the output tokens, output tokens/s of generation alone (model load
-and engine start-up excluded), the wall time of the whole process (start-up included, as a DAG job
-pays it), and the ratios to the first backend. Run it on an otherwise idle machine; the backends run
+for all). Per backend it reports the output tokens, output tokens/s of the sampling call
+(`generate_requests`: model load, vLLM's engine start and generation; Python imports excluded), the
+wall time of the whole process (as a DAG job pays it), and the ratios to the first backend. Run it on an otherwise idle machine; the backends run
 one after the other.
 """
 
@@ -77,7 +77,7 @@ def main() -> None:
     results = [run_backend(b, args.model_dir, args.configfile, args.world, args.outputs) for b in args.backends]
     first = results[0]
     print(f"outputs: {' '.join(args.outputs)}; model {args.model_dir}")
-    print(f"{'backend':8s} {'samples':>8s} {'tokens':>8s} {'gen tok/s':>10s} {'x first':>8s} {'wall s':>8s} "
+    print(f"{'backend':8s} {'samples':>8s} {'tokens':>8s} {'call tok/s':>10s} {'x first':>8s} {'wall s':>8s} "
           f"{'x first':>8s}")
     for r in results:
         print(f"{r['backend']:8s} {r['samples']:8d} {r['tokens']:8d} {r['generate_tokens_per_s']:10.0f} "
