@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from text_table import table  # benchmarks/ is the script's directory, first on sys.path
 
 PROMPTS, RESPONSES, WORDS = 805, 32, 300
 TARGET_S = 30.0
@@ -188,12 +189,6 @@ def time_ours(fn, prompts, repeats: int) -> tuple[float, list[float]]:
 
 def fmt_s(s: float) -> str:
     return f"{s:,.1f}" if s >= 10 else f"{s:.2f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
 def main() -> None:

