@@ -79,12 +79,6 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
 # --------------------------------------------------------------------------- stage writers
 
 
-def sampled_records(records: list[dict], samples: list[dict]) -> list[dict]:
-    """The evaluation records that were sampled (a config may sample a prefix of the prompts)."""
-    sampled = {s["prompt_id"] for s in samples}
-    return [r for r in records if r["id"] in sampled]
-
-
 def write_chat_quality(records: list[dict], samples: list[dict], reward_model_dir, scores_path, stage_path,
                        run: dict, config: dict, ns: list[int], batch_size: int, max_length: int,
                        compat: str | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import io
-from .sampling import SamplingRequest, SamplingSpec
+from .sampling import SamplingRequest, SamplingSpec, check_complete
 from .world import FILES
 
 SHARED_KEYS = ("temperature", "top_k", "top_p", "seed")
@@ -46,3 +46,19 @@ def sample_requests(world_dir: str | Path, settings: dict[str, dict], outputs: l
             spec.update(n=1, temperature=0.0)
         requests[output] = SamplingRequest(task_prompts(world_dir, task, limit), SamplingSpec(**spec), prompt_format)
     return requests
+
+
+def read_planned_samples(path: str | Path, data_dir: str | Path, sampling: dict, output: str,
+                         records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(records, rows): the evaluation records the config samples for `output`, in the plan's order,
+    and the rows of its samples file, checked complete (every planned prompt, every sample index):
+    a prompt missing from the file is an error, never a smaller evaluation."""
+    task = OUTPUT_TASKS[output]
+    request = sample_requests(data_dir, {task: task_settings(sampling, task)}, [output])[output]
+    rows = io.read_jsonl(path)
+    check_complete(rows, request, path)
+    by_id = {record["id"]: record for record in records}
+    missing = [p["id"] for p in request.prompts if p["id"] not in by_id]
+    if missing:
+        raise ValueError(f"{path}: planned prompt {missing[0]!r} is not among the {len(records)} evaluation records")
+    return [by_id[p["id"]] for p in request.prompts], rows

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import json
 import os
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -448,6 +449,25 @@ def generate(model_dir, prompts: list[dict], spec: SamplingSpec, backend: str = 
     holds at most MAX_SEQUENCES_PER_CALL sequences.
     """
     return generate_requests(model_dir, [SamplingRequest(prompts, spec, prompt_format)], backend, batch_size)[0]
+
+
+def check_complete(rows: list[dict], request: SamplingRequest, source) -> None:
+    """Raise ValueError naming `source` unless every prompt of `request` has samples 0..n-1 exactly
+    once and no other prompt is there, so a scorer never scores part of a file as if it were whole."""
+    planned = {prompt["id"] for prompt in request.prompts}
+    seen = defaultdict(set)
+    for line, row in enumerate(rows, start=1):
+        pid, index = row.get("prompt_id"), row.get("sample_index")
+        if pid not in planned:
+            raise ValueError(f"{source}:{line}: prompt {pid!r} is not one of the {len(planned)} planned prompts")
+        if index in seen[pid]:
+            raise ValueError(f"{source}:{line}: prompt {pid!r} has sample {index!r} twice")
+        seen[pid].add(index)
+    expected = set(range(request.spec.n))
+    for prompt in request.prompts:
+        if seen[prompt["id"]] != expected:
+            raise ValueError(f"{source}: prompt {prompt['id']!r} has {len(seen[prompt['id']] & expected)} of its "
+                             f"{request.spec.n} samples; delete the file to sample it again")
 
 
 def write_samples(path, rows: list[dict]) -> None:

@@ -4,12 +4,13 @@ from gemsft.entry import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft import io  # noqa: E402
-from gemsft.evaluate_chat import sampled_records, write_chat_quality, write_diversity  # noqa: E402
+from gemsft.evaluate_chat import write_chat_quality, write_diversity  # noqa: E402
 from gemsft.results import run_fields  # noqa: E402
+from gemsft.sample_plan import read_planned_samples  # noqa: E402
 
 sm = snakemake  # noqa: F821
-samples = io.read_jsonl(sm.input.samples)
-records = sampled_records(io.read_jsonl(sm.params.records), samples)
+records, samples = read_planned_samples(sm.input.samples, sm.input.data, sm.config["sampling"], "chat",
+                                        io.read_jsonl(sm.params.records))
 run = run_fields(sm.wildcards)
 write_chat_quality(records, samples, sm.params.reward_model, sm.output.scores, sm.output.chat_quality, run, sm.config,
                    sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat)

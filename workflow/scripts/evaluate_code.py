@@ -4,12 +4,12 @@ start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft import io  # noqa: E402
 from gemsft.evaluate_code import completion, evaluate_code, humaneval_problems  # noqa: E402
 from gemsft.results import run_fields, write_stage  # noqa: E402
+from gemsft.sample_plan import read_planned_samples  # noqa: E402
 
 sm = snakemake  # noqa: F821
 for task in sm.params.tasks:
-    samples = io.read_jsonl(sm.input[task])
     records = humaneval_problems(sm.params.humaneval_prompts) if task == "humaneval" else io.read_jsonl(sm.params.records)
-    records = [r for r in records if r["id"] in {s["prompt_id"] for s in samples}]
+    records, samples = read_planned_samples(sm.input[task], sm.input.data, sm.config["sampling"], task, records)
     rows, per_prompt, executions = evaluate_code(records, samples, task, sm.params.pass_k,
                                                  timeout_s=sm.params.timeout_s, workers=sm.threads)
     io.write_jsonl(sm.output[f"{task}_executions"], executions)

@@ -4,10 +4,11 @@ start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft import io  # noqa: E402
 from gemsft.evaluate_math import evaluate_math  # noqa: E402
 from gemsft.results import run_fields, write_stage  # noqa: E402
+from gemsft.sample_plan import read_planned_samples  # noqa: E402
 
 sm = snakemake  # noqa: F821
-samples = io.read_jsonl(sm.input.samples)
-ids = {s["prompt_id"] for s in samples}
-records = [r for r in io.read_jsonl(sm.params.records) if r["id"] in ids]
-rows, per_prompt = evaluate_math(records, io.read_jsonl(sm.input.greedy), samples, compat=sm.params.compat)
+all_records = io.read_jsonl(sm.params.records)
+records, samples = read_planned_samples(sm.input.samples, sm.input.data, sm.config["sampling"], "math", all_records)
+_, greedy = read_planned_samples(sm.input.greedy, sm.input.data, sm.config["sampling"], "math_greedy", all_records)
+rows, per_prompt = evaluate_math(records, greedy, samples, compat=sm.params.compat)
 write_stage(sm.output.stage, "math", run_fields(sm.wildcards), rows, per_prompt, sm.config)
