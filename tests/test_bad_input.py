@@ -236,3 +236,39 @@ def test_corrupted_checkpoint_is_named(base_dir, tmp_path):
                       lambda: finetune(base_dir, data, out, first / "ckpt", metrics, "ce", None, 0, cfg),
                       f"training resumed from {first / 'ckpt' / 'checkpoint-2'} failed", "delete it",
                       absent=(out, metrics))
+
+
+# ----------------------------------------------------------------------- incomplete sample files
+
+def planned_chat(tmp_path, n=3, prompts=2):
+    """A data directory with 3 chat records, a sampling section planning `prompts` of them with n
+    samples each, and a complete samples file for that plan."""
+    from gemsft.world import FILES
+
+    records = [{"id": f"chat/{i}", "prompt": f"prompt {i}", "reference": "r"} for i in range(3)]
+    io.write_jsonl(tmp_path / FILES["eval_chat"], records)
+    sampling = {"temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42,
+                "tasks": {"chat": {"n": n, "max_tokens": 8, "prompts": prompts}}}
+    rows = [{"prompt_id": f"chat/{i}", "sample_index": j, "text": f"{i}.{j}", "num_tokens": 1, "finish_reason": "stop"}
+            for i in range(prompts) for j in range(n)]
+    return records, sampling, rows
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda rows: rows[:3], "prompt 'chat/1' has 0 of its 3 samples"),           # cut off after a prompt
+    (lambda rows: rows[:-1], "prompt 'chat/1' has 2 of its 3 samples"),          # cut off inside a prompt
+    (lambda rows: rows + [dict(rows[0])], ":7: prompt 'chat/0' has sample 0 twice"),
+    (lambda rows: rows + [{**rows[0], "prompt_id": "chat/2"}], ":7: prompt 'chat/2' is not one of the 2 planned prompts"),
+    (lambda rows: [{**r, "sample_index": r["sample_index"] + 1} for r in rows], "prompt 'chat/0' has 2 of its 3 samples"),
+], ids=["missing_prompt", "missing_sample", "duplicate_sample", "unplanned_prompt", "shifted_indices"])
+def test_an_incomplete_samples_file_is_never_scored_as_whole(tmp_path, edit, message):
+    from gemsft.sample_plan import read_planned_samples
+
+    records, sampling, rows = planned_chat(tmp_path)
+    path = tmp_path / "chat.jsonl"
+    io.write_jsonl(path, rows)
+    planned, read = read_planned_samples(path, tmp_path, sampling, "chat", records)
+    assert planned == records[:2] and read == rows  # the complete file passes
+    io.write_jsonl(path, edit(rows))
+    fails_in_one_line(ValueError, lambda: read_planned_samples(path, tmp_path, sampling, "chat", records),
+                      str(path), message)
