@@ -1,10 +1,16 @@
-"""What every rule script does first: log to the rule's log file and use the rule's threads."""
+"""What every rule script does first: log to the rule's log file, use the rule's threads, and end
+cleanly when the scheduler stops the job."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def start(snakemake) -> None:
@@ -12,7 +18,12 @@ def start(snakemake) -> None:
     warnings land there) to the rule's log, and size the thread pools to the rule's threads.
 
     torch is not imported here: jobs that never use it (code execution, math, tables, figures)
-    would pay ~2 s each for it. OMP_NUM_THREADS sizes torch's pool when a script imports it later."""
+    would pay ~2 s each for it. OMP_NUM_THREADS sizes torch's pool when a script imports it later.
+
+    SIGTERM (scancel, preemption, a SLURM time limit, Snakemake stopping its jobs) raises SystemExit,
+    so the job unwinds: `io.atomic_path` removes what it was writing instead of leaving it behind
+    under a temporary name, as the default handler (immediate death) would."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if snakemake.log:
         path = Path(snakemake.log[0])
         path.parent.mkdir(parents=True, exist_ok=True)
