@@ -3,6 +3,10 @@
 - The profiles name every rule of the workflow, give GPUs to exactly the GPU rules of the paper tier
   and keep cpus_per_task equal to the rule's threads; profiles/slurm-test is the same list without GPUs.
 - `snakemake -n --profile profiles/slurm` plans the whole DAG with no SLURM command on PATH.
+- Cluster faults, injected into the copied project's `world` script: a job killed on its first
+  attempt is resubmitted (the profile's `retries: 1`) and the DAG completes; a job cancelled with
+  `scancel` while writing its output leaves neither the output nor its temporary name, and
+  Snakemake plans the job again.
 - A real single-node SLURM cluster (tests/slurm_cluster.py: Debian's slurm-wlm and munge, installed
   when missing, so the test needs root) runs `results/data` and one figure through
   `--profile profiles/slurm-test`; the test checks the outputs and that both jobs went through
@@ -75,6 +79,8 @@ def test_profiles_cover_every_rule():
     slurm, test = load_profile("slurm"), load_profile("slurm-test")
     local = load_profile("local")
     assert slurm["executor"] == test["executor"] == "slurm"
+    for key in ("retries", "rerun-incomplete"):  # the fault tests below exercise the real profile's settings
+        assert test[key] == slurm[key], key
     defaults = slurm["default-resources"]
     assert "EDIT_ME" in defaults["slurm_account"] and "EDIT_ME" in defaults["slurm_partition"]
     for profile in (slurm, test):
@@ -109,8 +115,54 @@ def test_slurm_profile_dry_run_needs_no_slurm(tmp_path):
     assert not (project / ".snakemake" / "slurm_logs").exists()
 
 
-def test_world_and_figure_run_through_slurm(tmp_path):
+# --------------------------------------------------------------------------------- cluster faults
+
+# Code put in front of the copied project's `world` script. Each fault happens once: a marker file
+# in the project directory (the jobs' working directory) records that it did.
+KILLED_ON_FIRST_ATTEMPT = """import os, pathlib, signal
+if not pathlib.Path("fault-injected").exists():
+    pathlib.Path("fault-injected").touch()
+    os.kill(os.getpid(), signal.SIGKILL)  # as a job on a failing node dies
+"""
+STALLED_BEFORE_RENAME = """import os, pathlib, time
+_replace = os.replace
+def _stall_then_replace(src, dst):
+    if not pathlib.Path("fault-injected").exists():
+        pathlib.Path("fault-injected").touch()
+        time.sleep(600)  # the test cancels the job here, with its output under a temporary name
+    _replace(src, dst)
+os.replace = _stall_then_replace
+"""
+
+
+def project_with_fault(tmp_path, code: str) -> Path:
     project = copy_project(tmp_path)
+    script = project / "workflow/scripts/build_world.py"
+    script.write_text(code + script.read_text())
+    return project
+
+
+def job_state(slurm_id: str) -> str:
+    shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=30,
+                           env=snakemake_env()).stdout
+    match = re.search(r"JobState=(\w+)", shown)
+    assert match, shown
+    return match.group(1)
+
+
+def temporary_outputs(project: Path) -> list[Path]:
+    """What gemsft.io.atomic_path is writing (or a killed writer left) for results/data."""
+    return list((project / "results").glob(".data.*"))
+
+
+def world_is_complete(project: Path) -> bool:
+    return all((project / "results" / "data" / name).stat().st_size > 0 for name in WORLD_FILES.values())
+
+
+def test_world_and_figure_run_through_slurm_and_a_failed_job_is_retried(tmp_path):
+    """Two rules through sbatch; the world job is killed on its first attempt and the profile's
+    `retries: 1` resubmits it, so the DAG completes."""
+    project = project_with_fault(tmp_path, KILLED_ON_FIRST_ATTEMPT)
     targets = ["results/data", "figures/probability_transfer.png"]
     with local_slurm_cluster(cpus=2) as cluster:
         start = time.monotonic()
@@ -120,35 +172,64 @@ def test_world_and_figure_run_through_slurm(tmp_path):
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{output[-5000:]}\n{cluster.logs()}"
         submitted = SUBMITTED.findall(output)
-        # Completed jobs stay in slurmctld's memory for MinJobAge (300 s): ask it about each one.
-        jobs = {}
-        for _, slurm_id, _ in submitted:
-            shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True,
-                                   timeout=30, env=snakemake_env())
-            jobs[slurm_id] = shown.stdout
+        # Finished jobs stay in slurmctld's memory for MinJobAge (300 s): ask it about each one.
+        jobs = {slurm_id: subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True,
+                                         timeout=30, env=snakemake_env()).stdout for _, slurm_id, _ in submitted}
     print(f"snakemake through SLURM: {seconds:.1f} s",
           *(line for line in output.splitlines() if "SLURM jobid" in line), sep="\n")
 
-    assert len(submitted) == 2, output[-5000:]
-    assert len({slurm_id for _, slurm_id, _ in submitted}) == 2
-    rule_dirs = set()
+    assert (project / "fault-injected").exists()
+    assert len(submitted) == 3 and len({slurm_id for _, slurm_id, _ in submitted}) == 3, output[-5000:]
+    runs = []
     for _, slurm_id, log in submitted:
         log = Path(log)
         assert log.name == f"{slurm_id}.log" and log.is_relative_to(project / ".snakemake" / "slurm_logs")
         assert log.is_file() and log.stat().st_size > 0, log
-        rule_dir = log.relative_to(project / ".snakemake" / "slurm_logs").parts[0]
-        rule_dirs.add(rule_dir)
+        rule = log.relative_to(project / ".snakemake" / "slurm_logs").parts[0].removeprefix("rule_")
         # The job step's Snakemake ran the rule inside the SLURM job.
-        assert f"localrule {rule_dir.removeprefix('rule_')}:" in log.read_text(), log.read_text()[-2000:]
+        assert f"localrule {rule}:" in log.read_text(), log.read_text()[-2000:]
         shown = jobs[slurm_id]
-        assert "JobState=COMPLETED" in shown and f"Partition={cluster.partition}" in shown, shown
-        assert f"NodeList={cluster.node}" in shown, shown
-    assert rule_dirs == {"rule_world", "rule_figure"}
+        assert f"Partition={cluster.partition}" in shown and f"NodeList={cluster.node}" in shown, shown
+        runs.append((rule, re.search(r"JobState=(\w+)", shown).group(1)))
+    # The world job failed, was submitted again and completed (the figure does not need the world).
+    assert sorted(runs) == [("figure", "COMPLETED"), ("world", "COMPLETED"), ("world", "FAILED")], runs
+    assert runs.index(("world", "FAILED")) < runs.index(("world", "COMPLETED"))
 
-    for name in WORLD_FILES.values():
-        assert (project / "results" / "data" / name).stat().st_size > 0, name
+    assert world_is_complete(project)
     for suffix in (".png", ".pdf", ".provenance.json"):
         assert (project / "figures" / f"probability_transfer{suffix}").stat().st_size > 0, suffix
     # The cluster stopped what it started (munged too, unless one was already running).
     assert {name for _, name in cluster.started} >= {"slurmctld", "slurmd"}
     assert cluster.alive() == [] and slurm_processes() == {}, (cluster.alive(), slurm_processes())
+
+
+def test_a_cancelled_job_leaves_no_complete_looking_output(tmp_path):
+    """scancel hits the world job while its output is written under a temporary name."""
+    project = project_with_fault(tmp_path, STALLED_BEFORE_RENAME)
+    # --retries 0: the cancellation must end the run, so that what it left can be inspected.
+    command = [SNAKEMAKE, "--profile", "profiles/slurm-test", "--retries", "0", "results/data"]
+    with local_slurm_cluster(cpus=2):
+        proc = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=snakemake_env())
+        try:
+            deadline = time.monotonic() + 120
+            while not (project / "fault-injected").exists() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            assert (project / "fault-injected").exists(), "the job never reached its output's rename"
+            assert temporary_outputs(project) and not (project / "results" / "data").exists()
+            slurm_ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30,
+                                       env=snakemake_env()).stdout.split()
+            assert len(slurm_ids) == 1, slurm_ids
+            subprocess.run(["scancel", slurm_ids[0]], check=True, timeout=30, env=snakemake_env())
+            output, _ = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode != 0, output[-5000:]
+        assert job_state(slurm_ids[0]) == "CANCELLED"
+        # Nothing is left that could pass for the output: the job removed its temporary directory on
+        # SIGTERM (gemsft.entry), and Snakemake plans the job again.
+        assert not (project / "results" / "data").exists() and temporary_outputs(project) == []
+        dry = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/slurm-test", "results/data"], cwd=project,
+                             capture_output=True, text=True, timeout=120, env=snakemake_env())
+    assert dry.returncode == 0 and re.search(r"^world\s+1$", dry.stdout, flags=re.M), dry.stdout[-3000:]
