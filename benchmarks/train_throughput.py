@@ -59,7 +59,7 @@ def _peak_memory_bytes(cuda: bool) -> int:
 def run_variant(name: str, shape: dict, seq_len: int, batch: int, steps: int, warmup: int, cuda: bool) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback, default_data_collator
 
-    from gemsft.losses import get_objective
+    from gemsft.objectives import get_objective
     from gemsft.training import ObjectiveTrainer, training_arguments
 
     objective, fused = VARIANTS[name]

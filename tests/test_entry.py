@@ -28,3 +28,17 @@ def test_start_logs_and_sizes_torch_threads_without_importing_torch(tmp_path):
     assert proc.stdout == "" and proc.stderr == ""  # everything went to the log
     text = log.read_text()
     assert "threads 1" in text and "to the log" in text
+
+
+def test_planning_the_dag_does_not_import_torch():
+    """Every Snakemake start (a dry run, each SLURM job's own Snakemake) parses the rules; the
+    gemsft modules they import must not pull in torch (about 1.5 s here)."""
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parents[1] / "rules"
+    imports = sorted({line.strip() for path in rules.glob("*.smk") for line in path.read_text().splitlines()
+                      if line.startswith(("from gemsft", "import gemsft"))})
+    assert imports, "no gemsft imports found in rules/*.smk"
+    code = "\n".join(["import sys", *imports, "assert 'torch' not in sys.modules, 'torch was imported'"])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

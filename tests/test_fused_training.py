@@ -15,7 +15,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import gemsft.training as training
-from gemsft.losses import get_objective
+from gemsft.objectives import get_objective
 from gemsft.training import ObjectiveTrainer, training_arguments
 
 IGNORE = -100

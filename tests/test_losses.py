@@ -21,18 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from gemsft.losses import (
-    OBJECTIVES,
-    Objective,
     ce_entropy_loss,
     ce_loss,
     fused_linear_ce_loss,
     fused_linear_gem_loss,
     gem_listing1_loss,
     gem_loss,
-    get_objective,
     shift_for_causal_lm,
     token_entropy,
 )
+from gemsft.objectives import OBJECTIVES, Objective, get_objective
 
 IGNORE = -100
 BETAS = [0.5, 0.7, 1.0, 2.0]

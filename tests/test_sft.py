@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from gemsft import io
-from gemsft.losses import get_objective, shift_for_causal_lm
+from gemsft.losses import shift_for_causal_lm
+from gemsft.objectives import get_objective
 from gemsft.modeling import tiny_llama
 from gemsft.sft import IGNORE_INDEX, build_dataset, configured_objective, finetune, load_tokenizer, tokenize_example
 from gemsft.tokenizer import EOS, train_tokenizer

@@ -24,11 +24,11 @@ log-softmax: ``L = sum_j a_j (z_j - z_y)`` with constant ``a = q * w``, whose
 gradient is ``a - onehot(y) * sum_j a_j``. It runs as one custom autograd
 function that keeps a single (N, V) tensor for the backward pass.
 
-Baselines in the registry (Section 6 / Appendix D of the paper): plain CE,
-CE with weight decay 0.1 (``ce_wd``), NEFTune with noise alpha 5 (``neft``; the
-noise is applied by the trainer, the loss is plain CE) and CE with an entropy
-bonus (``ce_entropy``, Appendix D.4: maximise log-likelihood + gamma * H(f),
-gamma = 0.1).
+Baselines in the objective registry (``gemsft.objectives``; Section 6 /
+Appendix D of the paper): plain CE, CE with weight decay 0.1 (``ce_wd``),
+NEFTune with noise alpha 5 (``neft``; the noise is applied by the trainer, the
+loss is plain CE) and CE with an entropy bonus (``ce_entropy``, Appendix D.4:
+maximise log-likelihood + gamma * H(f), gamma = 0.1).
 
 Conventions shared by every function here:
 
@@ -67,12 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .objectives import DEFAULT_BETA, check_gamma, check_h
+
 __all__ = [
-    "DEFAULT_BETA",
-    "GEM_H_CHOICES",
-    "LOSS_KINDS",
-    "OBJECTIVES",
-    "Objective",
     "TokenStats",
     "ce_entropy_loss",
     "ce_loss",
@@ -80,14 +77,10 @@ __all__ = [
     "fused_linear_gem_loss",
     "gem_listing1_loss",
     "gem_loss",
-    "get_objective",
     "shift_for_causal_lm",
     "token_entropy",
 ]
 
-DEFAULT_BETA = 0.7  # the paper's setting (Section 6)
-GEM_H_CHOICES = ("linear", "log_sigmoid")
-LOSS_KINDS = ("ce", "ce_entropy", "gem")
 _LOG_SIGMOID_SCALE = 0.01  # Listing 1: sigmoid(0.01 * logits_diff)
 _ENTROPY_CHUNK_ROWS = 1024
 
@@ -131,21 +124,6 @@ def _check_beta(beta) -> float:
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
     return value
-
-
-def _check_gamma(gamma) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
-        raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
-    value = float(gamma)
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
-    return value
-
-
-def _check_h(h) -> str:
-    if h not in GEM_H_CHOICES:
-        raise ValueError(f"h must be one of {', '.join(map(repr, GEM_H_CHOICES))}; got {h!r}")
-    return h
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -247,7 +225,7 @@ def gem_loss(
     For ``h="linear"`` the gradient is ``(softmax(z/beta) - onehot(y)) / N``.
     """
     beta = _check_beta(beta)
-    h = _check_h(h)
+    h = check_h(h)
     _check_inputs(logits, labels)
     mask = labels != ignore_index
     y = labels[mask]
@@ -328,7 +306,7 @@ def ce_entropy_loss(
     Minimising it maximises log-likelihood + gamma * H(f) (Appendix D.4, Eq. 15).
     Both terms are token-level means over the unmasked tokens.
     """
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     _check_inputs(logits, labels)
     z, y = _select(logits, labels, ignore_index)
     if y.numel() == 0:
@@ -727,7 +705,7 @@ def fused_linear_gem_loss(
     tokens, computed from the same chunks.
     """
     beta = _check_beta(beta)
-    h = _check_h(h)
+    h = check_h(h)
     kernel = _GemChunk(beta, h == "log_sigmoid")
     return _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats)
 
@@ -742,82 +720,3 @@ def fused_linear_ce_loss(
 ):
     """:func:`ce_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`."""
     return _fused_linear_loss(_CeChunk(), hidden, weight, labels, ignore_index, chunk_size, return_stats)
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One training objective as named in configs."""
-
-    name: str
-    loss: str  # one of LOSS_KINDS
-    h: str | None = None  # GEM weighting function; None for CE-type losses
-    uses_beta: bool = False
-    weight_decay: float = 0.0
-    neftune_noise_alpha: float | None = None  # passed to TrainingArguments by the trainer
-    entropy_gamma: float | None = None
-
-    def __post_init__(self):
-        if self.loss not in LOSS_KINDS:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_KINDS)}; got {self.loss!r}")
-        if (self.loss == "gem") != self.uses_beta:
-            raise ValueError(f"objective {self.name!r}: uses_beta must be True exactly for 'gem'")
-        if self.loss == "gem":
-            _check_h(self.h)
-        elif self.h is not None:
-            raise ValueError(f"objective {self.name!r}: h applies only to 'gem'")
-        if (self.loss == "ce_entropy") != (self.entropy_gamma is not None):
-            raise ValueError(
-                f"objective {self.name!r}: entropy_gamma is required exactly for 'ce_entropy'"
-            )
-        if self.entropy_gamma is not None:
-            _check_gamma(self.entropy_gamma)
-
-    def compute(
-        self,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        beta: float | None = None,
-        ignore_index: int = -100,
-    ) -> torch.Tensor:
-        """Loss on aligned logits/labels. ``beta`` only for GEM (default 0.7)."""
-        if self.loss == "gem":
-            return gem_loss(
-                logits,
-                labels,
-                beta=DEFAULT_BETA if beta is None else beta,
-                h=self.h,
-                ignore_index=ignore_index,
-            )
-        if beta is not None:
-            raise ValueError(f"objective {self.name!r} does not use beta; got beta={beta!r}")
-        if self.loss == "ce_entropy":
-            return ce_entropy_loss(
-                logits, labels, gamma=self.entropy_gamma, ignore_index=ignore_index
-            )
-        return ce_loss(logits, labels, ignore_index=ignore_index)
-
-
-OBJECTIVES: dict[str, Objective] = {
-    o.name: o
-    for o in (
-        Objective(name="ce", loss="ce"),
-        Objective(name="ce_wd", loss="ce", weight_decay=0.1),
-        Objective(name="neft", loss="ce", neftune_noise_alpha=5.0),
-        Objective(name="ce_entropy", loss="ce_entropy", entropy_gamma=0.1),
-        Objective(name="gem", loss="gem", h="linear", uses_beta=True),
-        Objective(name="gem_log_sigmoid", loss="gem", h="log_sigmoid", uses_beta=True),
-    )
-}
-
-
-def get_objective(name: str) -> Objective:
-    """The registered objective called ``name``."""
-    try:
-        return OBJECTIVES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown objective {name!r}; choose one of: {', '.join(OBJECTIVES)}"
-        ) from None

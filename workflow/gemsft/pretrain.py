@@ -9,7 +9,7 @@ import torch
 from transformers import default_data_collator, set_seed
 
 from . import io
-from .losses import get_objective
+from .objectives import get_objective
 from .modeling import count_parameters, tiny_llama
 from .tokenizer import encode_document, train_tokenizer
 from .training import ObjectiveTrainer, run_training, training_arguments

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, set_seed
 
 from . import io
-from .losses import Objective, get_objective
+from .objectives import Objective, get_objective
 from .training import ObjectiveTrainer, run_training, training_arguments
 
 IGNORE_INDEX = -100

@@ -25,14 +25,13 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from .losses import (
-    DEFAULT_BETA,
-    Objective,
     ce_loss,
     fused_linear_ce_loss,
     fused_linear_gem_loss,
     shift_for_causal_lm,
     token_entropy,
 )
+from .objectives import DEFAULT_BETA, Objective
 
 # Causal LMs whose logits are exactly `lm_head(last_hidden_state)` (checked against transformers'
 # modeling code: no logit scaling or soft-capping) and whose forward takes `logits_to_keep`.
