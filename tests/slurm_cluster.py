@@ -197,7 +197,8 @@ def _wait_for_pid(pid_file: Path, name: str, timeout: float, log: Path | None = 
     """The pid of the daemon `name` once its pid file names a live process of that name."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
+        # The daemon creates its pid file before writing the pid: an empty file means "not yet".
+        with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int(pid_file.read_text().split()[0])
             if _alive(pid) and _comm(pid) == name:
                 return pid
