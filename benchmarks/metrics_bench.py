@@ -11,7 +11,7 @@ neighbours, replaces some with sentences of other outputs and edits a few words,
 300 words +-20 %. So the responses of one prompt overlap partially, as real samples do, and keep
 real formatting (markdown, lists, code, numbers, punctuation) for the 13a tokenizer.
 
-Self-BLEU (``gemsft.metrics.self_bleu_diversity``): ours is timed over all 805 prompts (best of
+Self-BLEU (``gemsft.evaluate.diversity_metrics.self_bleu_diversity``): ours is timed over all 805 prompts (best of
 ``--repeats``); the sacrebleu references, one sacrebleu call per hypothesis as a plain loop would do
 it, are timed on ``--ref-prompts`` evenly spread prompts and extrapolated to 805, and the per-prompt
 values are compared (max |ours - reference| must be <= 1e-9):
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
-    from gemsft import metrics
+    from gemsft.evaluate import diversity_metrics as metrics
 
     lines: list[str] = []
 

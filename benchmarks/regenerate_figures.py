@@ -1,6 +1,6 @@
 """How long regenerating a figure takes on a finished run: edit a figure module, re-run the workflow.
 
-Usage: python benchmarks/regenerate_figures.py [--module workflow/gemsft/figures/fig7a_bon_scaling.py]
+Usage: python benchmarks/regenerate_figures.py [--module workflow/gemsft/report/figures/fig7a_bon_scaling.py]
            [--repeats 3] [-- extra snakemake arguments, e.g. --configfile config/ci.yaml]
 
 Needs a finished run (`make run`). Each repeat edits the module (appends a comment line: Snakemake
@@ -47,7 +47,7 @@ def planned_rules(dry_run: str) -> set[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--module", default="workflow/gemsft/figures/fig7a_bon_scaling.py")
+    parser.add_argument("--module", default="workflow/gemsft/report/figures/fig7a_bon_scaling.py")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("extra", nargs="*", help="extra snakemake arguments (after --)")
     args = parser.parse_args()

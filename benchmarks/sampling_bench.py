@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys, time
 start = time.perf_counter()
-from gemsft.sample_plan import sample_requests, task_settings
-from gemsft.sampling import generate_requests
+from gemsft.sample.plan import sample_requests, task_settings
+from gemsft.sample.generate import generate_requests
 import yaml
 
 def main():

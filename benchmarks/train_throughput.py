@@ -1,6 +1,6 @@
 """Training throughput and peak memory of CE vs GEM through the project's own trainer.
 
-The same `gemsft.training.ObjectiveTrainer` and `training_arguments` the `train` rule uses train a
+The same `gemsft.train.trainer.ObjectiveTrainer` and `training_arguments` the `train` rule uses train a
 randomly initialised model of a real architecture on random tokens at the paper's sequence length,
 in bf16 with gradient checkpointing, once per variant, side by side in one process:
 
@@ -60,7 +60,7 @@ def run_variant(name: str, shape: dict, seq_len: int, batch: int, steps: int, wa
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback, default_data_collator
 
     from gemsft.objectives import get_objective
-    from gemsft.training import ObjectiveTrainer, training_arguments
+    from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
     objective, fused = VARIANTS[name]
     torch.manual_seed(0)

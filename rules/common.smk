@@ -1,9 +1,9 @@
 # Config validation, the run matrix and path helpers used by every rule file.
 from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_config
-from gemsft.figures import FIGURES, figure_caption
-from gemsft.sample_plan import task_settings
-from gemsft.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
-from gemsft.world import FILES as DATA_FILES
+from gemsft.report.figures import FIGURES, figure_caption
+from gemsft.sample.plan import task_settings
+from gemsft.report.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
+from gemsft.data.world import FILES as DATA_FILES
 
 
 validate_config(config, f"{workflow.basedir}/config/schema/config.schema.yaml")
@@ -134,7 +134,7 @@ def final_outputs():
 # --- report ---------------------------------------------------------------------------------
 
 REPORT = config["report"]
-PAPER_NUMBERS = "workflow/gemsft/paper_numbers.csv"
+PAPER_NUMBERS = "workflow/gemsft/report/paper_numbers.csv"
 # Figure 12 compares models; a config trains one.
 FIGURE_NAMES = [name for name in FIGURES if name != "fig12_model_gains"]
 if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distribution beside the models'
@@ -148,7 +148,7 @@ def next_token_stages(wildcards=None):
 
 
 def figure_inputs(wildcards):
-    figures = "workflow/gemsft/figures"
+    figures = "workflow/gemsft/report/figures"
     inputs = {"module": f"{figures}/{wildcards.figure}.py", "style": f"{figures}/style.py",
               "shared": f"{figures}/__init__.py"}
     if wildcards.figure == "probability_transfer":

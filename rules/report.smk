@@ -25,7 +25,7 @@ rule table:
     input:
         summary="results/summary.csv",
         paper=PAPER_NUMBERS,
-        module="workflow/gemsft/tables.py",
+        module="workflow/gemsft/report/tables.py",
     output:
         csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),

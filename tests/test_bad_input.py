@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gemsft import io
+from gemsft import files
 from gemsft.config import validate_config
 from gemsft.data import write_real_data
 from gemsft.data.sources import MIRROR_ENV, mirror_root
-from gemsft.reward import load_reward_model
-from gemsft.sft import build_dataset, finetune, load_tokenizer, tokenize_example
+from gemsft.score.reward_model import load_reward_model
+from gemsft.train.sft import build_dataset, finetune
+from gemsft.chat_format import load_tokenizer, tokenize_example
 
 from test_sft import MESSAGES, TRAIN_CFG, base_dir, sft_rows, tokenizer  # noqa: F401  (fixtures)
 
@@ -122,7 +123,7 @@ def test_empty_sft_dataset(base_dir, tmp_path, content):
 ], ids=["no_messages_field", "no_assistant_turn"])
 def test_sft_row_missing_a_field(base_dir, tmp_path, bad_row, message):
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, [*sft_rows(2), bad_row, *sft_rows(1)])
+    files.write_jsonl(data, [*sft_rows(2), bad_row, *sft_rows(1)])
     finetune_fails(base_dir, data, tmp_path, ValueError, f"{data}: {message}")
 
 
@@ -130,7 +131,7 @@ def test_sft_row_missing_a_field(base_dir, tmp_path, bad_row, message):
 def test_empty_assistant_response(base_dir, tmp_path, content):
     data = tmp_path / "sft.jsonl"
     bad = {"id": "x", "messages": [MESSAGES[0], {"role": "assistant", "content": content}]}
-    io.write_jsonl(data, [*sft_rows(1), bad])
+    files.write_jsonl(data, [*sft_rows(1), bad])
     finetune_fails(base_dir, data, tmp_path, ValueError, f"{data}: row 1 field 'messages' has an empty assistant message")
 
 
@@ -138,14 +139,14 @@ def test_non_utf8_jsonl_names_the_file_and_line(base_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
     good = json.dumps(sft_rows(1)[0]).encode()
     data.write_bytes(good + b"\n" + good.replace(b"cherry", b"ch\xe9rry") + b"\n")
-    fails_in_one_line(ValueError, lambda: io.read_jsonl(data), f"{data}:2: not valid UTF-8", "0xe9")
+    fails_in_one_line(ValueError, lambda: files.read_jsonl(data), f"{data}:2: not valid UTF-8", "0xe9")
     finetune_fails(base_dir, data, tmp_path, ValueError, f"{data}:2: not valid UTF-8")
 
 
 def test_malformed_json_line_names_the_file_and_line(tmp_path):
     data = tmp_path / "sft.jsonl"
     data.write_text(json.dumps(sft_rows(1)[0]) + "\n\n{not json\n")
-    fails_in_one_line(ValueError, lambda: io.read_jsonl(data), f"{data}:3: not valid JSON")
+    fails_in_one_line(ValueError, lambda: files.read_jsonl(data), f"{data}:3: not valid JSON")
 
 
 # ------------------------------------------------------------------------------ length policies
@@ -174,7 +175,7 @@ def test_a_row_longer_than_max_length_is_truncated_under_truncate(tokenizer):
 
 def test_every_row_too_long_under_drop(base_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows(3))
+    files.write_jsonl(data, sft_rows(3))
     finetune_fails(base_dir, data, tmp_path, ValueError, f"{data}: no example fits train.max_length=8",
                    cfg={**TRAIN_CFG, "max_length": 8, "length_policy": "drop"})
 
@@ -216,7 +217,7 @@ def test_tokenizer_without_a_chat_template(tokenizer, base_dir, tmp_path):  # no
     fails_in_one_line(ValueError, lambda: load_tokenizer(bare), f"{bare}: the tokenizer has no chat_template",
                       "model.chat_template_from")
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows(2))
+    files.write_jsonl(data, sft_rows(2))
     finetune_fails(bare, data, tmp_path, ValueError, f"{bare}: the tokenizer has no chat_template")
 
 
@@ -224,7 +225,7 @@ def test_corrupted_checkpoint_is_named(base_dir, tmp_path):
     """A cheaper variant of test_sft.py's partial/corrupted checkpoint test: a 2-step run leaves
     checkpoint-2; with its weights truncated, the rerun stops with one line naming it."""
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows(8))
+    files.write_jsonl(data, sft_rows(8))
     cfg = {**TRAIN_CFG, "epochs": 1, "save_steps": 2}
     first = tmp_path / "first"
     first.mkdir()
@@ -243,10 +244,10 @@ def test_corrupted_checkpoint_is_named(base_dir, tmp_path):
 def planned_chat(tmp_path, n=3, prompts=2):
     """A data directory with 3 chat records, a sampling section planning `prompts` of them with n
     samples each, and a complete samples file for that plan."""
-    from gemsft.world import FILES
+    from gemsft.data.world import FILES
 
     records = [{"id": f"chat/{i}", "prompt": f"prompt {i}", "reference": "r"} for i in range(3)]
-    io.write_jsonl(tmp_path / FILES["eval_chat"], records)
+    files.write_jsonl(tmp_path / FILES["eval_chat"], records)
     sampling = {"temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42,
                 "tasks": {"chat": {"n": n, "max_tokens": 8, "prompts": prompts}}}
     rows = [{"prompt_id": f"chat/{i}", "sample_index": j, "text": f"{i}.{j}", "num_tokens": 1, "finish_reason": "stop"}
@@ -262,13 +263,13 @@ def planned_chat(tmp_path, n=3, prompts=2):
     (lambda rows: [{**r, "sample_index": r["sample_index"] + 1} for r in rows], "prompt 'chat/0' has 2 of its 3 samples"),
 ], ids=["missing_prompt", "missing_sample", "duplicate_sample", "unplanned_prompt", "shifted_indices"])
 def test_an_incomplete_samples_file_is_never_scored_as_whole(tmp_path, edit, message):
-    from gemsft.sample_plan import read_planned_samples
+    from gemsft.sample.plan import read_planned_samples
 
     records, sampling, rows = planned_chat(tmp_path)
     path = tmp_path / "chat.jsonl"
-    io.write_jsonl(path, rows)
+    files.write_jsonl(path, rows)
     planned, read = read_planned_samples(path, tmp_path, sampling, "chat", records)
     assert planned == records[:2] and read == rows  # the complete file passes
-    io.write_jsonl(path, edit(rows))
+    files.write_jsonl(path, edit(rows))
     fails_in_one_line(ValueError, lambda: read_planned_samples(path, tmp_path, sampling, "chat", records),
                       str(path), message)

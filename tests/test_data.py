@@ -16,17 +16,17 @@ import datasets
 import pandas as pd
 import pytest
 
-from gemsft import io
+from gemsft import files
 from gemsft.data import (DATASETS, format_for_sft, load, load_alpaca_eval, load_creative, load_gsm8k,
                          load_humaneval, load_preferences, load_sft, load_text, mirror_root, read_gsm8k,
                          write_real_data)
 from gemsft.data import gsm8k as gsm8k_mod
 from gemsft.data.sources import MIRROR_ENV, UNPINNED
-from gemsft.evaluate_code import humaneval_problems
-from gemsft.sft import IGNORE_INDEX, tokenize_example
-from gemsft.tokenizer import EOS, train_tokenizer
-from gemsft.world import FILES
-from gemsft.world.arithmetic import PAPER_PROMPT
+from gemsft.evaluate.code import humaneval_problems
+from gemsft.chat_format import IGNORE_INDEX, tokenize_example
+from gemsft.pretrain.tokenizer import EOS, train_tokenizer
+from gemsft.data.world import FILES
+from gemsft.data.world.arithmetic import PAPER_PROMPT
 
 from conftest import MIRROR  # noqa: E402
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no data mirror at {MIRROR}")
@@ -340,12 +340,12 @@ def test_write_real_data_writes_every_file(tmp_path):
     assert {p.name for p in out.iterdir()} == expected
     assert summary["counts"] == {"sft_train": 20, "sft_test": 5, "eval_chat": 8, "eval_code": 4, "eval_math": 6,
                                  "preferences": 30, "eval_creative": 3, "pretrain": 7}
-    assert io.read_jsonl(out / FILES["pretrain"]) == load_text("tinystories", MIRROR, 7)
-    assert io.read_json(out / FILES["summary"]) == summary
+    assert files.read_jsonl(out / FILES["pretrain"]) == load_text("tinystories", MIRROR, 7)
+    assert files.read_json(out / FILES["summary"]) == summary
     assert summary["origins"]["eval_math"] == {"dataset": "gsm8k", "mirror_path": "gsm8k/test.jsonl"}
-    assert io.read_jsonl(out / FILES["sft_train"]) == load_sft("ultrafeedback_train", MIRROR, 20)
-    assert io.read_jsonl(out / FILES["eval_math"]) == load_gsm8k("gsm8k", MIRROR, 6)
-    assert io.read_jsonl(out / FILES["eval_code"]) == humaneval_problems()[:4]
+    assert files.read_jsonl(out / FILES["sft_train"]) == load_sft("ultrafeedback_train", MIRROR, 20)
+    assert files.read_jsonl(out / FILES["eval_math"]) == load_gsm8k("gsm8k", MIRROR, 6)
+    assert files.read_jsonl(out / FILES["eval_code"]) == humaneval_problems()[:4]
     assert [p.name for p in tmp_path.iterdir()] == ["real"]
 
 

@@ -1,4 +1,4 @@
-"""What every rule script does first (gemsft.entry.start): its log and its thread count."""
+"""What every rule script does first (gemsft.rule_script.start): its log and its thread count."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import sys
     from types import SimpleNamespace
-    from gemsft.entry import start
+    from gemsft.rule_script import start
 
     start(SimpleNamespace(log=[sys.argv[1]], threads=1))
     assert "torch" not in sys.modules  # not imported for jobs that do not need it

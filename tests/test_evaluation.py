@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import yaml
 
-from gemsft import io
+from gemsft import files
 from gemsft.config import check_consistency
-from gemsft.evaluate_chat import chat_diversity, chat_quality
-from gemsft.evaluate_code import evaluate_code, humaneval_problems, humaneval_program, world_program
-from gemsft.evaluate_math import evaluate_math
-from gemsft.metrics import pass_at_k
-from gemsft.results import write_metrics_table, write_stage
+from gemsft.evaluate.diversity import chat_diversity
+from gemsft.score.chat_quality import chat_quality
+from gemsft.evaluate.code import evaluate_code, humaneval_problems, humaneval_program, world_program
+from gemsft.evaluate.math_accuracy import evaluate_math
+from gemsft.evaluate.code import pass_at_k
+from gemsft.report.metrics_table import write_metrics_table
+from gemsft.evaluate.stage import write_stage
 
 
 def rows_of(samples_by_prompt: dict[str, list[str]]) -> list[dict]:
@@ -122,7 +124,7 @@ def test_chat_diversity_rows_include_world_coverage():
     assert value(rows, "acceptance") == 75.0
     assert value(rows, "coverage") == pytest.approx(100 * 2 / 5)
     emb = FakeEncoder().encode(texts)
-    from gemsft.metrics import ngram_diversity, sbert_diversity_from_embeddings, self_bleu_diversity
+    from gemsft.evaluate.diversity_metrics import ngram_diversity, sbert_diversity_from_embeddings, self_bleu_diversity
 
     assert value(rows, "sbert_diversity") == pytest.approx(sbert_diversity_from_embeddings(emb))
     assert value(rows, "ngram_diversity") == pytest.approx(ngram_diversity(texts))
@@ -152,7 +154,7 @@ def test_metrics_table_is_tidy_sorted_and_adds_alignment_tax(tmp_path):
     tax = [r for r in table if r["metric"] == "alignment_tax_acc"]
     assert len(tax) == 1 and tax[0]["objective"] == "gem" and float(tax[0]["value"]) == 10.0
     assert [r["objective"] for r in table] == sorted(r["objective"] for r in table)
-    stage = io.read_json(path)
+    stage = files.read_json(path)
     assert len(stage["provenance"]["config_hash"]) == 12 and "torch" in stage["provenance"]["versions"]
     # The same inputs give the same bytes.
     first = (tmp_path / "metrics.csv").read_bytes()

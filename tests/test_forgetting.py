@@ -12,12 +12,11 @@ import pytest
 import torch
 import yaml
 
-from gemsft import io
-from gemsft.forgetting import (WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, alignment_tax, document_rows,
-                               evaluate_tasks, primary_scores, write_world_knowledge_task)
-from gemsft.modeling import tiny_llama
-from gemsft.results import mean_rows
-from gemsft.tokenizer import train_tokenizer
+from gemsft import files
+from gemsft.evaluate.forgetting import WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, alignment_tax, document_rows, evaluate_tasks, primary_scores, write_world_knowledge_task
+from gemsft.pretrain.model import tiny_llama
+from gemsft.evaluate.stage import mean_rows
+from gemsft.pretrain.tokenizer import train_tokenizer
 
 BASE_DIR = "results/base/tiny"  # in the pipeline run (tests/conftest.py)
 KNOWLEDGE = "results/data/eval_knowledge.jsonl"
@@ -108,7 +107,7 @@ def binomial_tail(k: int, n: int, p: float) -> float:
 
 def test_task_yaml_names_the_data_and_includes_the_packaged_config(tmp_path):
     data = tmp_path / "probes.jsonl"
-    io.write_jsonl(data, toy_rows())
+    files.write_jsonl(data, toy_rows())
     assert write_world_knowledge_task(data, tmp_path / "tasks") == WORLD_KNOWLEDGE_TASK == "gemsft_world_knowledge"
     written = yaml.safe_load((tmp_path / "tasks" / "gemsft_world_knowledge.yaml").read_text())
     assert written["task"] == WORLD_KNOWLEDGE_TASK and written["dataset_path"] == "json"
@@ -134,7 +133,7 @@ def test_task_yaml_names_the_data_and_includes_the_packaged_config(tmp_path):
 ])
 def test_bad_probe_rows_name_the_row(tmp_path, row, message):
     data = tmp_path / "probes.jsonl"
-    io.write_jsonl(data, [toy_rows()[0], row])
+    files.write_jsonl(data, [toy_rows()[0], row])
     with pytest.raises(ValueError, match=message):
         write_world_knowledge_task(data, tmp_path / "tasks")
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -145,13 +144,13 @@ def test_bad_probe_rows_name_the_row(tmp_path, row, message):
 
 
 def run_and_check(model_dir: Path, data: Path, tmp_path: Path) -> tuple[dict, list[dict], list[list[float]]]:
-    rows = io.read_jsonl(data)
+    rows = files.read_jsonl(data)
     task = write_world_knowledge_task(data, tmp_path / "tasks")
     out_json, samples = tmp_path / "lm_eval.json", tmp_path / "samples.jsonl"
     scores = evaluate_tasks(model_dir, [task], tmp_path / "tasks", out_json, batch_size=16,
                             samples_jsonl=samples)
 
-    saved = io.read_json(out_json)
+    saved = files.read_json(out_json)
     assert {"results", "configs", "versions", "n-shot"} <= set(saved)
     assert saved["n-shot"][task] == 0 and saved["results"][task]["acc,none"] == scores[task]["acc"]
     assert saved["gemsft"]["model_args"]["add_bos_token"] is True
@@ -160,7 +159,7 @@ def run_and_check(model_dir: Path, data: Path, tmp_path: Path) -> tuple[dict, li
 
     # lm-eval's per-document log-likelihoods equal the independent float64 computation (which
     # conditions on BOS), the same documents in the same order; accuracy is then the same number.
-    by_doc = sorted((r for r in io.read_jsonl(samples) if r["task"] == task), key=lambda r: r["doc_id"])
+    by_doc = sorted((r for r in files.read_jsonl(samples) if r["task"] == task), key=lambda r: r["doc_id"])
     assert [r["doc"] for r in by_doc] == rows
     harness = [[resp[0] for resp in r["filtered_resps"]] for r in by_doc]
     reference = reference_loglikelihoods(model_dir, rows)
@@ -184,7 +183,7 @@ def run_and_check(model_dir: Path, data: Path, tmp_path: Path) -> tuple[dict, li
 
 def test_lm_eval_matches_reference_on_a_toy_model(toy_model_dir, tmp_path):
     data = tmp_path / "probes.jsonl"
-    io.write_jsonl(data, toy_rows())
+    files.write_jsonl(data, toy_rows())
     run_and_check(toy_model_dir, data, tmp_path)
 
 
@@ -209,7 +208,7 @@ def test_base_model_knows_the_world_far_above_chance(tmp_path, pipeline_run):
 def test_invalid_model_dir_is_a_clear_error(tmp_path, toy_model_dir):
     task_dir = tmp_path / "tasks"
     data = tmp_path / "probes.jsonl"
-    io.write_jsonl(data, toy_rows())
+    files.write_jsonl(data, toy_rows())
     task = write_world_knowledge_task(data, task_dir)
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         evaluate_tasks(tmp_path / "nope", [task], task_dir, tmp_path / "out.json")

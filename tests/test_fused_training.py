@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import gemsft.training as training
+import gemsft.train.trainer as training
 from gemsft.objectives import get_objective
-from gemsft.training import ObjectiveTrainer, training_arguments
+from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
 IGNORE = -100
 VOCAB = 97

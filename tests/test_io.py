@@ -1,5 +1,5 @@
-"""gemsft.io writes every output under a temporary name and renames it into place when complete;
-with gemsft.entry's SIGTERM handler a job stopped by its scheduler removes what it was writing."""
+"""gemsft.files writes every output under a temporary name and renames it into place when complete;
+with gemsft.rule_script's SIGTERM handler a job stopped by its scheduler removes what it was writing."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import textwrap
 
 import pytest
 
-from gemsft import io
+from gemsft import files
 
 
 @pytest.mark.parametrize("directory", [False, True], ids=["file", "directory"])
 def test_a_failed_write_leaves_the_previous_output_and_nothing_else(tmp_path, directory):
     dest = tmp_path / "out"
-    with io.atomic_path(dest, directory=directory) as tmp:
+    with files.atomic_path(dest, directory=directory) as tmp:
         (tmp / "a.txt").write_text("first") if directory else tmp.write_text("first")
     with pytest.raises(RuntimeError, match="disk full"):
-        with io.atomic_path(dest, directory=directory) as tmp:
+        with files.atomic_path(dest, directory=directory) as tmp:
             (tmp / "a.txt").write_text("second") if directory else tmp.write_text("second")
             raise RuntimeError("disk full")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -28,21 +28,21 @@ def test_a_failed_write_leaves_the_previous_output_and_nothing_else(tmp_path, di
 
 def test_a_complete_write_replaces_the_output(tmp_path):
     dest = tmp_path / "rows.jsonl"
-    io.write_jsonl(dest, [{"a": 1}])
-    io.write_jsonl(dest, [{"a": 2}, {"a": "é"}])
-    assert io.read_jsonl(dest) == [{"a": 2}, {"a": "é"}]
+    files.write_jsonl(dest, [{"a": 1}])
+    files.write_jsonl(dest, [{"a": 2}, {"a": "é"}])
+    assert files.read_jsonl(dest) == [{"a": 2}, {"a": "é"}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
 
 
 WRITER = textwrap.dedent("""
     import sys, time
     from types import SimpleNamespace
-    from gemsft import io
-    from gemsft.entry import start
+    from gemsft import files
+    from gemsft.rule_script import start
 
     if sys.argv[2] == "entry":
         start(SimpleNamespace(log=[], threads=1))
-    with io.atomic_path(sys.argv[1], directory=True) as tmp:
+    with files.atomic_path(sys.argv[1], directory=True) as tmp:
         (tmp / "part-0.jsonl").write_text("{}\\n")
         print("writing", flush=True)
         time.sleep(120)

@@ -1,4 +1,4 @@
-"""Multi-GPU launch (gemsft.launch): the job's `gpu` resource, the accelerate command, and a real
+"""Multi-GPU launch (gemsft.train.launch): the job's `gpu` resource, the accelerate command, and a real
 two-process torch.distributed run of SFT on CPU (gloo), which must train exactly what one process
 with two gradient-accumulation steps trains (accelerate gives rank r the micro-batches r, r + 2, ...
 of the same shuffled order)."""
@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from gemsft import io
-from gemsft.launch import distributed_command, job_gpus, run
-from gemsft.modeling import tiny_llama
-from gemsft.tokenizer import train_tokenizer
+from gemsft import files
+from gemsft.rule_script import job_gpus
+from gemsft.train.launch import distributed_command, run
+from gemsft.pretrain.model import tiny_llama
+from gemsft.pretrain.tokenizer import train_tokenizer
 
 from test_sft import CORPUS, MESSAGES, MODEL_CFG, TRAIN_CFG  # noqa: E402
 
@@ -32,7 +33,7 @@ def test_distributed_command_is_accelerate_launch_of_this_module():
     command = distributed_command(8, "finetune", "/tmp/args.json")
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in command and "--num_processes=8" in command and "--num_machines=1" in command
-    assert command[-4:] == ["-m", "gemsft.launch", "finetune", "/tmp/args.json"]
+    assert command[-4:] == ["-m", "gemsft.train.launch", "finetune", "/tmp/args.json"]
     with pytest.raises(ValueError, match="at least 2 processes"):
         distributed_command(1, "finetune", "/tmp/args.json")
 
@@ -50,7 +51,7 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path)
     # Answers of different lengths, so micro-batches differ in padding and token counts.
     rows = [{"id": f"r{i}", "messages": [MESSAGES[0], {"role": "assistant", "content": "yes " * (i % 5 + 1)}]}
             for i in range(16)]
-    io.write_jsonl(tmp_path / "sft.jsonl", rows)
+    files.write_jsonl(tmp_path / "sft.jsonl", rows)
     cfg = {**TRAIN_CFG, "per_device_batch_size": 2, "epochs": 1}
     common = {"base_dir": str(tmp_path / "base"), "data_path": str(tmp_path / "sft.jsonl"), "objective_name": "gem",
               "beta": 0.7, "seed": 3}
@@ -59,7 +60,7 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path)
         run("finetune", {**common, "out_dir": str(tmp_path / name), "checkpoint_dir": str(tmp_path / f"{name}.ckpt"),
                          "metrics_path": str(tmp_path / f"{name}.json"),
                          "cfg": {**cfg, "gradient_accumulation_steps": accumulation}}, processes=processes)
-        return io.read_json(tmp_path / f"{name}.json")
+        return files.read_json(tmp_path / f"{name}.json")
 
     distributed, accumulated = finetune("ddp", 2, 1), finetune("ga", 1, 2)
     assert distributed["global_steps"] == accumulated["global_steps"] == 4  # 16 rows / (2 x 2)

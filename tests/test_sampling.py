@@ -16,10 +16,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from gemsft import io, sampling, world
-from gemsft.modeling import tiny_llama
-from gemsft.sampling import SamplingSpec, generate, read_samples, render_prompts, resolve_backend, write_samples
-from gemsft.tokenizer import train_tokenizer
+from gemsft import files
+from gemsft.sample import generate as sampling
+from gemsft.data import world
+from gemsft.pretrain.model import tiny_llama
+from gemsft.sample.plan import SamplingSpec, read_samples, write_samples
+from gemsft.sample.generate import generate, render_prompts, resolve_backend
+from gemsft.pretrain.tokenizer import train_tokenizer
 
 TRAINED_CHAT_MODEL = "results/sft/tiny/gem/beta-0.7/seed-1234/model"  # in the pipeline run
 EVAL_CHAT = "results/data/eval_chat.jsonl"
@@ -244,7 +247,7 @@ def test_trained_chat_model_answers_through_the_chat_template(pipeline_run):
     """One prompt of each of three kinds the model learned (greeting, number, colour). The tiny
     model answers held-out fruit/animal prompts poorly (0-22% acceptable at n=32): a model
     property, not the sampler's; over all 29 eval prompts about 77% of samples are acceptable."""
-    records = io.read_jsonl(pipeline_run / EVAL_CHAT)
+    records = files.read_jsonl(pipeline_run / EVAL_CHAT)
     chosen = [next(r for r in records if r["kind"] == kind) for kind in ("greet", "number", "color")]
     spec = SamplingSpec(n=32)
     rows = generate(pipeline_run / TRAINED_CHAT_MODEL, [{"id": r["id"], "prompt": r["prompt"]} for r in chosen], spec, backend="hf")
@@ -261,8 +264,8 @@ def test_trained_chat_model_answers_through_the_chat_template(pipeline_run):
 
 VLLM_SCRIPT = textwrap.dedent('''
     import json, sys, time
-    from gemsft import sampling
-    from gemsft.sampling import SamplingSpec
+    from gemsft.sample import generate as sampling
+    from gemsft.sample.plan import SamplingSpec
 
     def main(model_dir, prompts_json, out):
         prompts = json.loads(prompts_json)
@@ -327,12 +330,12 @@ def test_vllm_greedy_equals_hf_and_samples_n(model_dir, tokenizer, tmp_path):
 
 
 def test_sample_requests_follow_the_config(tmp_path):
-    from gemsft import io
-    from gemsft.sample_plan import sample_requests, task_settings
-    from gemsft.world import FILES
+    from gemsft import files
+    from gemsft.sample.plan import sample_requests, task_settings
+    from gemsft.data.world import FILES
 
     for task in ("chat", "math"):
-        io.write_jsonl(tmp_path / FILES[f"eval_{task}"],
+        files.write_jsonl(tmp_path / FILES[f"eval_{task}"],
                        [{"id": f"{task}/{i}", "prompt": f"{task} prompt {i}", "extra": i} for i in range(5)])
     sampling_cfg = {"temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42,
                     "tasks": {"chat": {"n": 32, "max_tokens": 24, "prompts": None},

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from gemsft import io
+from gemsft import files
 from gemsft.losses import shift_for_causal_lm
 from gemsft.objectives import get_objective
-from gemsft.modeling import tiny_llama
-from gemsft.sft import IGNORE_INDEX, build_dataset, configured_objective, finetune, load_tokenizer, tokenize_example
-from gemsft.tokenizer import EOS, train_tokenizer
-from gemsft.training import ObjectiveTrainer, training_arguments
+from gemsft.pretrain.model import tiny_llama
+from gemsft.chat_format import IGNORE_INDEX, load_tokenizer, tokenize_example
+from gemsft.train.sft import build_dataset, configured_objective, finetune
+from gemsft.pretrain.tokenizer import EOS, train_tokenizer
+from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
 CORPUS = [
     "Q: Name a red fruit.\nA: Cherry.",
@@ -118,10 +119,10 @@ def test_trainer_loss_is_the_objective_on_shifted_logits(tokenizer, base_dir, tm
 
 def test_finetune_writes_a_loadable_model_and_metrics(base_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows())
+    files.write_jsonl(data, sft_rows())
     metrics = finetune(base_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json",
                        objective_name="gem", beta=0.7, seed=3, cfg=TRAIN_CFG)
-    saved = io.read_json(tmp_path / "m.json")
+    saved = files.read_json(tmp_path / "m.json")
     assert saved["objective"] == "gem" and saved["beta"] == 0.7 and saved["finite"]
     assert {"ce", "entropy", "grad_norm", "loss"} <= set(saved["final"])
     assert metrics["global_steps"] == 6  # 12 rows / batch 4 * 2 epochs
@@ -137,7 +138,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(base_dir, tmp_path,
     """A run killed right after its checkpoint at step 2 leaves no output; the rerun resumes from the
     checkpoint and ends with the same weights as an uninterrupted run."""
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows())
+    files.write_jsonl(data, sft_rows())
     finetune(base_dir, data, tmp_path / "full", tmp_path / "ckpt_full", tmp_path / "a.json", "ce", None, 5,
              TRAIN_CFG)
 
@@ -170,7 +171,7 @@ def test_lora_run_saves_a_merged_plain_model(base_dir, tmp_path):
     """With train.lora the adapters train alone and are merged at the end, so later stages load a
     plain model with the base model's parameter names."""
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows())
+    files.write_jsonl(data, sft_rows())
     cfg = {**TRAIN_CFG, "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
     finetune(base_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json", "gem", 0.7, 1, cfg)
     from transformers import AutoModelForCausalLM
@@ -248,7 +249,7 @@ def test_chat_template_from_another_tokenizer(tokenizer, base_dir, tmp_path):
     assert load_tokenizer(bare, chat_template_from=source).chat_template == template
     cfg = {**TRAIN_CFG, "epochs": 1, "chat_template_from": str(source)}
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows(4))
+    files.write_jsonl(data, sft_rows(4))
     finetune(bare, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json", "ce", None, 0, cfg)
     assert load_tokenizer(tmp_path / "out").chat_template == template
 
@@ -257,10 +258,10 @@ def test_a_partially_written_checkpoint_is_skipped_and_a_corrupted_one_is_named(
     """A run killed while the Trainer writes checkpoint-N leaves it without trainer_state.json (written
     last): the rerun resumes from the previous complete checkpoint and ends where an uninterrupted run
     ends. A complete checkpoint whose weights are damaged stops the rerun with one line naming it."""
-    from gemsft.training import last_complete_checkpoint
+    from gemsft.train.trainer import last_complete_checkpoint
 
     data = tmp_path / "sft.jsonl"
-    io.write_jsonl(data, sft_rows())
+    files.write_jsonl(data, sft_rows())
     cfg = {**TRAIN_CFG, "save_steps": 2, "save_total_limit": 10}
     finetune(base_dir, data, tmp_path / "full", tmp_path / "ckpt_full", tmp_path / "a.json", "gem", 0.7, 5, cfg)
     ckpt = tmp_path / "ckpt"

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gemsft.world import FILES as WORLD_FILES
+from gemsft.data.world import FILES as WORLD_FILES
 
 from conftest import REPO, SNAKEMAKE, copy_project
 from slurm_cluster import local_slurm_cluster, slurm_processes
@@ -151,7 +151,7 @@ def job_state(slurm_id: str) -> str:
 
 
 def temporary_outputs(project: Path) -> list[Path]:
-    """What gemsft.io.atomic_path is writing (or a killed writer left) for results/data."""
+    """What gemsft.files.atomic_path is writing (or a killed writer left) for results/data."""
     return list((project / "results").glob(".data.*"))
 
 
@@ -228,7 +228,7 @@ def test_a_cancelled_job_leaves_no_complete_looking_output(tmp_path):
         assert proc.returncode != 0, output[-5000:]
         assert job_state(slurm_ids[0]) == "CANCELLED"
         # Nothing is left that could pass for the output: the job removed its temporary directory on
-        # SIGTERM (gemsft.entry), and Snakemake plans the job again.
+        # SIGTERM (gemsft.rule_script), and Snakemake plans the job again.
         assert not (project / "results" / "data").exists() and temporary_outputs(project) == []
         dry = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/slurm-test", "results/data"], cwd=project,
                              capture_output=True, text=True, timeout=120, env=snakemake_env())

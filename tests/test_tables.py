@@ -1,4 +1,4 @@
-"""Tests for gemsft.tables and gemsft.naming on synthetic summaries with known values, and for the
+"""Tests for gemsft.report.tables and gemsft.report.labels on synthetic summaries with known values, and for the
 paper's numbers as a data file."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from gemsft import tables
-from gemsft.naming import OBJECTIVE_ORDER, objective_label, run_sort_key
+from gemsft.report import tables
+from gemsft.report.labels import OBJECTIVE_ORDER, objective_label, run_sort_key
 
 # What the project's stages write (task -> metrics), from the evaluation modules' docs.
 PRODUCED = {

@@ -1,4 +1,4 @@
-"""Bootstrap intervals (gemsft.uncertainty) against scipy.stats.bootstrap and exact small cases."""
+"""Bootstrap intervals (gemsft.report.summary) against scipy.stats.bootstrap and exact small cases."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from gemsft import io
-from gemsft.results import mean_rows, metric
-from gemsft.uncertainty import SUMMARY_COLUMNS, SeedValues, bootstrap, summarize, write_summary
+from gemsft import files
+from gemsft.evaluate.stage import mean_rows, metric
+from gemsft.report.summary import SUMMARY_COLUMNS, SeedValues, bootstrap, summarize, write_summary
 
 
 def seed_values(values, weights=None, link=None):
@@ -124,7 +124,7 @@ def test_summary_is_deterministic_and_a_rows_interval_ignores_other_runs(tmp_pat
     for i, s in enumerate([stage("ce", 0, chat), {**stage("gem", 0, [], beta="0.7"),
                                                   "rows": [metric("parameters", "l2_distance_from_base", 1.5)]}]):
         paths.append(tmp_path / f"{i}.json")
-        io.write_json(paths[-1], s)
+        files.write_json(paths[-1], s)
     out = tmp_path / "summary.csv"
     assert write_summary([str(p) for p in paths], str(out)) == 2
     with open(out, newline="") as f:

@@ -1,4 +1,4 @@
-"""Tests for gemsft.world, the seeded synthetic world (chat, code, math, knowledge).
+"""Tests for gemsft.data.world, the seeded synthetic world (chat, code, math, knowledge).
 
 Wherever possible the expected values come from an independent oracle rather than from the code
 under test: acceptable chat answers are recomputed from the lexicon, math answers are recomputed
@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import gemsft.world.build as build_mod
-from gemsft import io
-from gemsft.world import FILES, answer_prefix, build_world, judge, write_world
-from gemsft.world import arithmetic, chat, code, knowledge, lexicon
-from gemsft.world.common import QA_FRAME
+import gemsft.data.world.build as build_mod
+from gemsft import files
+from gemsft.data.world import FILES, answer_prefix, build_world, judge, write_world
+from gemsft.data.world import arithmetic, chat, code, knowledge, lexicon
+from gemsft.data.world.common import QA_FRAME
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "config.yaml"
@@ -183,9 +183,9 @@ def test_write_world_is_byte_identical_and_complete(cfg, tmp_path):
     # The files hold exactly what build_world returns, and the summary counts them.
     records = build_world(copy.deepcopy(cfg))
     for key, rows in records.items():
-        assert io.read_jsonl(a / FILES[key]) == json.loads(json.dumps(rows)), key
+        assert files.read_jsonl(a / FILES[key]) == json.loads(json.dumps(rows)), key
         assert summary["counts"][key] == len(rows)
-    assert io.read_json(a / FILES["summary"]) == summary
+    assert files.read_json(a / FILES["summary"]) == summary
     assert summary["config"] == cfg
     # Only the final directory is left: no hidden temporary siblings.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
@@ -193,7 +193,7 @@ def test_write_world_is_byte_identical_and_complete(cfg, tmp_path):
 
 def test_world_does_not_depend_on_hash_seed(cfg):
     """Snakemake builds the world in a fresh process; set/dict ordering must not leak into it."""
-    script = ("import json, sys; from gemsft.world import build_world; "
+    script = ("import json, sys; from gemsft.data.world import build_world; "
               "print(json.dumps(build_world(json.loads(sys.argv[1])), sort_keys=True))")
     outputs = set()
     for hash_seed in ("1", "2"):
@@ -649,7 +649,7 @@ def test_math_uses_every_combination_up_to_the_limit():
 def test_write_failure_leaves_no_partial_directory(cfg, tmp_path, monkeypatch):
     cfg = tiny_cfg(cfg)
     out = tmp_path / "world"
-    real = io.write_jsonl
+    real = files.write_jsonl
     written = []
 
     def failing(path, rows):
@@ -658,7 +658,7 @@ def test_write_failure_leaves_no_partial_directory(cfg, tmp_path, monkeypatch):
         written.append(Path(path).name)
         real(path, rows)
 
-    monkeypatch.setattr(build_mod.io, "write_jsonl", failing)
+    monkeypatch.setattr(build_mod.files, "write_jsonl", failing)
     with pytest.raises(OSError, match="disk full"):
         write_world(cfg, out)
     assert len(written) == 2  # the failure happened mid-way through the files

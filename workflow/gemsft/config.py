@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jsonschema
 
-from .objectives import get_objective
+from gemsft.objectives import get_objective
 
 NO_BETA = "na"  # beta label of objectives that have no beta
 

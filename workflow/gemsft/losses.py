@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .objectives import DEFAULT_BETA, check_gamma, check_h
+from gemsft.objectives import DEFAULT_BETA, check_gamma, check_h
 
 __all__ = [
     "TokenStats",

@@ -61,7 +61,7 @@ class Objective:
 
     def compute(self, logits, labels, beta: float | None = None, ignore_index: int = -100):
         """Loss on aligned logits/labels (torch tensors). ``beta`` only for GEM (default 0.7)."""
-        from .losses import ce_entropy_loss, ce_loss, gem_loss
+        from gemsft.losses import ce_entropy_loss, ce_loss, gem_loss
 
         if self.loss == "gem":
             return gem_loss(

@@ -1,8 +1,8 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft.data import mirror_root  # noqa: E402
-from gemsft.leaderboard import write_leaderboard_tasks  # noqa: E402
+from gemsft.data.leaderboard import write_leaderboard_tasks  # noqa: E402
 
 sm = snakemake  # noqa: F821
 mirror = mirror_root(sm.params.mirror)

@@ -1,16 +1,16 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from pathlib import Path  # noqa: E402
 
-from gemsft import io  # noqa: E402
-from gemsft.figures import FigureData, draw_figure, load_summary, save  # noqa: E402
+from gemsft import files  # noqa: E402
+from gemsft.report.figures import FigureData, draw_figure, load_summary, save  # noqa: E402
 from gemsft.provenance import artifact_provenance  # noqa: E402
 
 sm = snakemake  # noqa: F821
 summary = load_summary(sm.input.summary) if "summary" in sm.input.keys() else None
-stages = [io.read_json(p) for p in sm.input.get("model_stats", [])]
+stages = [files.read_json(p) for p in sm.input.get("model_stats", [])]
 figure = draw_figure(sm.wildcards.figure, FigureData(summary=summary, model_stats=stages), dict(sm.params.options))
 stem = Path(sm.output.png).with_suffix("")
 save(figure, stem, formats=("png", *[Path(p).suffix[1:] for p in sm.output.other]), dpi=sm.params.dpi)
-io.write_json(sm.output.provenance, artifact_provenance(sm.config, list(sm.input), sm.rule))
+files.write_json(sm.output.provenance, artifact_provenance(sm.config, list(sm.input), sm.rule))

@@ -1,4 +1,4 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft.data import mirror_root, write_real_data  # noqa: E402

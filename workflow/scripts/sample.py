@@ -1,9 +1,10 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
-from gemsft.launch import job_gpus  # noqa: E402
-from gemsft.sample_plan import sample_requests  # noqa: E402
-from gemsft.sampling import generate_requests, write_samples  # noqa: E402
+from gemsft.rule_script import job_gpus  # noqa: E402
+from gemsft.sample.plan import sample_requests  # noqa: E402
+from gemsft.sample.generate import generate_requests  # noqa: E402
+from gemsft.sample.plan import write_samples  # noqa: E402
 
 sm = snakemake  # noqa: F821
 requests = sample_requests(sm.input.data, sm.params.tasks, list(sm.output.keys()), sm.params.prompt_format)

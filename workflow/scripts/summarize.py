@@ -1,7 +1,7 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
-from gemsft.uncertainty import write_summary  # noqa: E402
+from gemsft.report.summary import write_summary  # noqa: E402
 
 sm = snakemake  # noqa: F821
 n = write_summary(list(sm.input), sm.output[0], n_resamples=sm.params.resamples, level=sm.params.level,

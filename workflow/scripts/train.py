@@ -1,8 +1,9 @@
-from gemsft.entry import start
+from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft.config import parse_beta  # noqa: E402
-from gemsft.launch import job_gpus, run  # noqa: E402
+from gemsft.rule_script import job_gpus  # noqa: E402
+from gemsft.train.launch import run  # noqa: E402
 
 sm = snakemake  # noqa: F821
 # One process per GPU of the job (accelerate launch) when it has several; else in this process.

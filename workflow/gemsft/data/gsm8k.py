@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from ._rows import read_jsonl_rows, string_field
+from gemsft.data._rows import read_jsonl_rows, string_field
 
 FINAL_RE = re.compile(r"####\s*(.+?)\s*$")
 NUMBER_RE = re.compile(r"^-?\d+(?:\.\d+)?$")

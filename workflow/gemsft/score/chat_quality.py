@@ -1,0 +1,63 @@
+"""Chat (Section 6, Figures 6-7a, Tables 2-3): best-of-N reward and win rate against the reference,
+and diversity of the sampled responses.
+
+Best-of-N is the exact expectation over all size-N subsets of a prompt's samples (order
+statistics); `compat: paper_code` uses the official script's first N samples instead. The win rate
+is the Bradley-Terry probability sigmoid(r_best - r_ref); the hard win rate counts r_best > r_ref.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from gemsft import files
+from gemsft.score import best_of_n, reward_model as reward
+from gemsft.evaluate.stage import mean_rows, metric, write_stage
+
+
+def chat_quality(records: list[dict], samples: list[dict], sample_rewards: list[float],
+                 reference_rewards: dict[str, float], ns: list[int], task: str = "chat",
+                 compat: str | None = None) -> tuple[list[dict], list[dict]]:
+    rewards = defaultdict(list)
+    for row, r in sorted(zip(samples, sample_rewards), key=lambda x: (x[0]["prompt_id"], x[0]["sample_index"])):
+        rewards[row["prompt_id"]].append(r)
+    best = best_of_n.first_n_best if compat == "paper_code" else best_of_n.expected_best_of_n
+    win = best_of_n.first_n_win_rate if compat == "paper_code" else best_of_n.expected_win_rate
+    per_prompt = []
+    for record in records:
+        pid = record["id"]
+        r, ref = np.asarray(rewards[pid], dtype=float), reference_rewards[pid]
+        for n in ns:
+            if n > len(r):
+                raise ValueError(f"best-of-{n} needs {n} samples but prompt {pid!r} has {len(r)}")
+            per_prompt += [metric(task, "bon_reward", best(r, n), n, prompt_id=pid),
+                           metric(task, "win_rate", 100.0 * win(r, ref, n), n, prompt_id=pid),
+                           metric(task, "hard_win_rate", 100.0 * win(r, ref, n, hard=True), n, prompt_id=pid)]
+    return mean_rows(per_prompt), per_prompt
+
+
+# --------------------------------------------------------------------------- stage writers
+
+
+def write_chat_quality(records: list[dict], samples: list[dict], reward_model_dir, scores_path, stage_path,
+                       run: dict, config: dict, ns: list[int], batch_size: int, max_length: int,
+                       compat: str | None = None) -> None:
+    """Score every sample and each prompt's reference with the reward model; write the scores and the
+    best-of-N / win-rate stage."""
+    by_id = {r["id"]: r for r in records}
+    model, tokenizer = reward.load_reward_model(reward_model_dir)
+    kwargs = {"batch_size": batch_size, "max_length": max_length}
+    sample_rewards = reward.score(model, tokenizer, [by_id[s["prompt_id"]]["prompt"] for s in samples],
+                                  [s["text"] for s in samples], **kwargs)
+    reference_rewards = reward.score(model, tokenizer, [r["prompt"] for r in records],
+                                     [r["reference"] for r in records], **kwargs)
+    references = {r["id"]: float(x) for r, x in zip(records, reference_rewards)}
+    files.write_jsonl(scores_path, [{"prompt_id": s["prompt_id"], "sample_index": s["sample_index"], "reward": float(x)}
+                                 for s, x in zip(samples, sample_rewards)]
+                   + [{"prompt_id": pid, "sample_index": None, "reward": x} for pid, x in references.items()])
+    rows, per_prompt = chat_quality(records, samples, list(sample_rewards), references, ns, compat=compat)
+    write_stage(stage_path, "chat_quality", run, rows, per_prompt, config)
+
+

@@ -1,0 +1,59 @@
+"""Running a rule's work on every GPU its job was given.
+
+A rule's `gpu` resource (profiles/slurm sets it per rule) is the number of GPUs of the job. Training
+with more than one runs under `accelerate launch` (one process per GPU, torch.distributed; the HF
+Trainer picks up DeepSpeed from `train.deepspeed`), re-entering this module with the job's arguments
+in a JSON file. Sampling uses the same number as vLLM's tensor_parallel_size (`gemsft.sample.generate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def distributed_command(processes: int, task: str, args_json: str | os.PathLike) -> list[str]:
+    """`accelerate launch` of `python -m gemsft.train.launch <task> <args_json>` on `processes` processes of
+    one machine (torch.distributed.run underneath; rank and world size come in the environment)."""
+    if processes < 2:
+        raise ValueError(f"a distributed launch needs at least 2 processes, got {processes}")
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}",
+            "--num_machines=1", "--machine_rank=0", "--dynamo_backend=no", "--mixed_precision=no",
+            "-m", "gemsft.train.launch", task, str(args_json)]
+
+
+TASKS = {"finetune": ("gemsft.train.sft", "finetune")}
+
+
+def run_task(task: str, kwargs: dict) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown launch task {task!r}; known: {', '.join(TASKS)}")
+    module, name = TASKS[task]
+    getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+
+
+def run(task: str, kwargs: dict, processes: int) -> None:
+    """Run `task(**kwargs)` here (processes <= 1) or on `processes` processes, one per GPU."""
+    if processes <= 1:
+        run_task(task, kwargs)
+        return
+    with tempfile.TemporaryDirectory(prefix="gemsft-launch-") as tmp:
+        args_json = Path(tmp) / "args.json"
+        args_json.write_text(json.dumps(kwargs, default=str))
+        result = subprocess.run(distributed_command(processes, task, args_json))
+    if result.returncode != 0:
+        raise SystemExit(f"distributed {task} on {processes} processes failed (exit code {result.returncode}); "
+                         "see the ranks' output above")
+
+
+def main(argv: list[str]) -> None:
+    task, args_json = argv
+    run_task(task, json.loads(Path(args_json).read_text()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
