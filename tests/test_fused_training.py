@@ -10,12 +10,15 @@ directly, whatever the optimizer, in the one-batch test).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import gemsft.train.trainer as training
-from gemsft.objectives import get_objective
+from gemsft.losses import LOSSES, LossKind, fused_linear_ce_loss
+from gemsft.objectives import Objective, get_objective
 from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
 IGNORE = -100
@@ -24,12 +27,7 @@ CFG = {"epochs": 1, "max_steps": 4, "per_device_batch_size": 4, "learning_rate":
        "logging_steps": 1, "save_steps": 1000, "save_total_limit": 1, "max_grad_norm": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(tied: bool, seed: int = 0) -> LlamaForCausalLM:
@@ -89,15 +87,17 @@ def train(tmp_path, name, beta, fused, tied, steps=4, neft=None):
 
 @pytest.fixture
 def fused_calls(monkeypatch):
+    """The loss kind of each fused loss call of the trainers built while it is active."""
     calls = []
-    for fn in ("fused_linear_gem_loss", "fused_linear_ce_loss"):
-        original = getattr(training, fn)
+    for kind, entry in list(LOSSES.items()):
+        if entry.fused is None:
+            continue
 
-        def counting(*args, _original=original, **kwargs):
-            calls.append(kwargs.get("h", "ce"))
+        def counting(*args, _original=entry.fused, _kind=kind, **kwargs):
+            calls.append(_kind)
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(training, fn, counting)
+        monkeypatch.setitem(LOSSES, kind, dataclasses.replace(entry, fused=counting))
     return calls
 
 
@@ -191,3 +191,44 @@ def test_fused_training_with_neftune_matches_unfused(tmp_path, fused_calls):
     for a, b in zip(fused_model.parameters(), unfused_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     assert any(not torch.allclose(a, c) for a, c in zip(unfused_model.parameters(), plain_model.parameters()))
+
+
+def test_a_new_objective_is_one_loss_function_and_one_registry_entry(tmp_path, monkeypatch):
+    """A toy kind (CE scaled by the run's beta) with an optional fused form trains through the
+    trainer's one loss lookup, fused and unfused alike, once registered."""
+    fused_betas = []
+
+    def scaled_ce(logits, labels, beta, ignore_index=-100):
+        return beta * F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=ignore_index)
+
+    def fused_scaled_ce(hidden, weight, labels, beta, return_stats=False):
+        fused_betas.append(beta)
+        out = fused_linear_ce_loss(hidden, weight, labels, return_stats=return_stats)
+        return (beta * out[0], out[1]) if return_stats else beta * out
+
+    monkeypatch.setitem(LOSSES, "scaled_ce", LossKind(logits=scaled_ce, fused=fused_scaled_ce, uses_beta=True))
+    objective = Objective(name="toy", loss="scaled_ce", uses_beta=True)
+    batch = collate([Rows()[i] for i in range(4)])
+    model = tiny_model(True)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    mask = batch["labels"][:, 1:] != IGNORE
+    log_f = torch.log_softmax(logits[:, :-1][mask].double(), dim=-1)
+    expected = 0.5 * -log_f.gather(1, batch["labels"][:, 1:][mask].unsqueeze(1)).mean()
+    args = training_arguments(CFG, tmp_path, seed=0)
+    for fused in (True, False):
+        trainer = ObjectiveTrainer(model=model, args=args, objective=objective, beta=0.5, fused_loss=fused)
+        loss = trainer.compute_loss(model, dict(batch))
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5), fused
+    assert fused_betas == [0.5]  # the fused path was taken once, with the run's beta
+    with pytest.raises(ValueError, match="'toy'"):
+        ObjectiveTrainer(model=model, args=args, objective=dataclasses.replace(objective, uses_beta=False), beta=0.5)
+    # and one training step
+    args = training_arguments({**CFG, "max_steps": 1}, tmp_path / "run", seed=0)
+    args.optim = "sgd"
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=Rows(), data_collator=collate,
+                               objective=objective, beta=0.5)
+    trainer.train()
+    (log,) = [e for e in trainer.state.log_history if "loss" in e]
+    assert log["objective_loss"] == pytest.approx(0.5 * log["ce"], rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

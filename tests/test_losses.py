@@ -13,6 +13,8 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -21,6 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from gemsft.losses import (
+    LOSSES,
+    LossKind,
+    bind_loss,
     ce_entropy_loss,
     ce_loss,
     fused_linear_ce_loss,
@@ -37,14 +42,9 @@ BETAS = [0.5, 0.7, 1.0, 2.0]
 HS = ["linear", "log_sigmoid"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Every tensor here is tiny; on a busy 2-core machine waking intra-op threads
-    # costs milliseconds per kernel (thousands of calls in the descent tests).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Every tensor here is tiny; on a busy 2-core machine waking intra-op threads
+# costs milliseconds per kernel (thousands of calls in the descent tests).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- data + references
@@ -478,44 +478,94 @@ def test_registry_contents():
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         OBJECTIVES["gem"].h = "log_sigmoid"
+    assert set(LOSSES) == {"ce", "ce_entropy", "gem"}
+    assert {o.loss for o in OBJECTIVES.values()} == set(LOSSES)
+    # only GEM trains on the fused loss unless the config asks for it; ce_entropy has no fused form
+    assert {k: (e.fused is not None, e.fuse_by_default) for k, e in LOSSES.items()} == {
+        "ce": (True, False), "ce_entropy": (False, False), "gem": (True, True)}
 
 
-def test_objective_compute_dispatch():
+def test_bind_loss_dispatch():
     logits, labels = make_batch(seed=16)
     same = lambda a, b: a.item() == pytest.approx(b.item(), rel=1e-12)  # noqa: E731
-    assert same(OBJECTIVES["gem"].compute(logits, labels, beta=0.5), gem_loss(logits, labels, 0.5))
-    assert same(OBJECTIVES["gem"].compute(logits, labels), gem_loss(logits, labels, 0.7))
+    bound = lambda name, beta=None: bind_loss(OBJECTIVES[name], beta)  # noqa: E731
+    assert same(bound("gem", 0.5).logits(logits, labels), gem_loss(logits, labels, 0.5))
+    assert same(bound("gem").logits(logits, labels), gem_loss(logits, labels, 0.7))  # the paper's default
+    assert (bound("gem", 0.5).beta, bound("gem").beta, bound("ce").beta) == (0.5, 0.7, None)
     assert same(
-        OBJECTIVES["gem_log_sigmoid"].compute(logits, labels, beta=0.5),
+        bound("gem_log_sigmoid", 0.5).logits(logits, labels),
         gem_loss(logits, labels, 0.5, h="log_sigmoid"),
     )
-    assert not same(OBJECTIVES["gem"].compute(logits, labels, beta=0.5), gem_loss(logits, labels, 0.7))
+    assert not same(bound("gem", 0.5).logits(logits, labels), gem_loss(logits, labels, 0.7))
     for name in ("ce", "ce_wd", "neft"):
-        assert same(OBJECTIVES[name].compute(logits, labels), ce_loss(logits, labels))
-    assert same(OBJECTIVES["ce_entropy"].compute(logits, labels), ce_entropy_loss(logits, labels, 0.1))
+        assert same(bound(name).logits(logits, labels), ce_loss(logits, labels))
+    assert same(bound("ce_entropy").logits(logits, labels), ce_entropy_loss(logits, labels, 0.1))
     # ignore_index is forwarded
     relabelled = torch.where(labels == IGNORE, torch.full_like(labels, -1), labels)
-    assert same(OBJECTIVES["gem"].compute(logits, relabelled, ignore_index=-1), gem_loss(logits, labels))
-    with pytest.raises(ValueError, match="beta"):
-        OBJECTIVES["ce"].compute(logits, labels, beta=0.7)
-    with pytest.raises(ValueError, match="beta"):
-        OBJECTIVES["gem"].compute(logits, labels, beta=0.0)
+    assert same(bound("gem").logits(logits, relabelled, ignore_index=-1), gem_loss(logits, labels))
+    # the fused forms get the same settings
+    hidden, weight, head_labels = make_head_batch()
+    assert same(bound("gem_log_sigmoid", 0.5).fused(hidden, weight, head_labels),
+                fused_linear_gem_loss(hidden, weight, head_labels, beta=0.5, h="log_sigmoid"))
+    assert same(bound("ce").fused(hidden, weight, head_labels), fused_linear_ce_loss(hidden, weight, head_labels))
+    assert bound("ce_entropy").fused is None
+
+
+def test_bind_loss_checks_beta_once_for_all_paths():
+    with pytest.raises(ValueError, match=r"objective 'ce' does not use beta; got beta=0\.7"):
+        bind_loss(OBJECTIVES["ce"], 0.7)
+    with pytest.raises(ValueError, match=r"objective 'ce_entropy' does not use beta"):
+        bind_loss(OBJECTIVES["ce_entropy"], 0.7)
+    for bad in (0.0, -1, float("nan"), "0.7", True):
+        with pytest.raises(ValueError, match=r"\bbeta\b"):
+            bind_loss(OBJECTIVES["gem"], bad)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(loss="kl"),
+        dict(loss="kl"),  # no such kind registered
         dict(loss="gem", h="linear"),  # uses_beta missing
+        dict(loss="ce", uses_beta=True),
         dict(loss="gem", h="tanh", uses_beta=True),
+        dict(loss="gem", uses_beta=True),  # h missing
         dict(loss="ce", h="linear"),
         dict(loss="ce_entropy"),  # gamma missing
         dict(loss="ce_entropy", entropy_gamma=-1.0),
+        dict(loss="gem", h="linear", uses_beta=True, entropy_gamma=0.1),
     ],
 )
 def test_objective_rejects_inconsistent_settings(kwargs):
-    with pytest.raises(ValueError):
-        Objective(name="x", **kwargs)
+    with pytest.raises(ValueError, match="'x'|gamma|\\bh\\b"):
+        bind_loss(Objective(name="x", **kwargs))
+
+
+def test_a_new_loss_kind_is_one_function_and_one_registry_entry(monkeypatch):
+    """A kind registered with its loss function and the settings it takes is bound like the others
+    (the trainer side: tests/test_fused_training.py)."""
+
+    def smoothed_ce(logits, labels, gamma, ignore_index=-100):  # a toy loss: gamma as label smoothing
+        return F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=ignore_index,
+                               label_smoothing=gamma)
+
+    monkeypatch.setitem(LOSSES, "smoothed_ce", LossKind(logits=smoothed_ce, settings={"gamma": "entropy_gamma"}))
+    logits, labels = make_batch(seed=17)
+    loss = bind_loss(Objective(name="smooth", loss="smoothed_ce", entropy_gamma=0.2))
+    assert loss.fused is None and loss.beta is None
+    mask = labels != IGNORE
+    log_f = torch.log_softmax(logits[mask], dim=-1)
+    expected = (0.8 * -log_f.gather(1, labels[mask].unsqueeze(1)).squeeze(1) - 0.2 * log_f.mean(-1)).mean()
+    assert loss.logits(logits, labels).item() == pytest.approx(expected.item(), rel=1e-12)
+    with pytest.raises(ValueError, match="'smooth' does not use beta"):
+        bind_loss(Objective(name="smooth", loss="smoothed_ce", entropy_gamma=0.2), 0.5)
+
+
+def test_objectives_import_neither_torch_nor_the_losses():
+    """No import circle: gemsft.objectives is data (the Snakefile's run matrix reads it), the losses
+    import it, never the other way round."""
+    code = ("import sys, gemsft.objectives; "
+            "loaded = {'torch', 'gemsft.losses'} & set(sys.modules); assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --------------------------------------------------------------------------- 11: fused linear + loss
@@ -574,14 +624,14 @@ def test_fused_gem_matches_gem_loss_of_materialised_logits(h, beta, chunk_size):
 def test_fused_blocks_and_default_chunks(monkeypatch, name, block_rows):
     """Elementwise work in blocks of a few rows inside a chunk, and the default chunk rule
     (a quarter of the tokens once the logits are big enough to chunk) give the same results."""
-    import gemsft.losses as losses
+    from gemsft.losses import fused as fused_losses
 
     fused, unfused = FUSED[name]
     hidden, weight, labels = make_head_batch(scale=3.0, seed=32)
     v = weight.shape[0]
-    monkeypatch.setattr(losses, "_FUSED_BLOCK_BYTES", 4 * v * block_rows)
-    monkeypatch.setattr(losses, "_FUSED_MIN_CHUNK_BYTES", 0)
-    assert losses._chunk_rows(16, v, hidden.device, None) == 4
+    monkeypatch.setattr(fused_losses, "_FUSED_BLOCK_BYTES", 4 * v * block_rows)
+    monkeypatch.setattr(fused_losses, "_FUSED_MIN_CHUNK_BYTES", 0)
+    assert fused_losses._chunk_rows(16, v, hidden.device, None) == 4
     ref = value_and_grads(lambda x, w: unfused(x @ w.T, labels), hidden, weight)
     for chunk_size in (None, 5):
         out = value_and_grads(lambda x, w: fused(x, w, labels, chunk_size=chunk_size), hidden, weight)

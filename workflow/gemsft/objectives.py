@@ -1,8 +1,10 @@
 """The training objectives as configs name them (CE, CE + weight decay, NEFT, CE + entropy, GEM
-linear, GEM log-sigmoid) and their settings.
+linear, GEM log-sigmoid): for each, its loss kind and settings. Data only.
 
-Torch-free, so that planning the DAG (the Snakefile reads which objectives use beta) does not import
-torch; `Objective.compute` imports the losses when it runs.
+Torch-free, so that planning the DAG (the run matrix reads which objectives use beta) does not import
+torch. The loss functions and the registry of loss kinds live in :mod:`gemsft.losses`, which imports
+this module, never the other way round; :func:`gemsft.losses.bind_loss` turns an objective into the
+loss the trainer calls.
 """
 
 from __future__ import annotations
@@ -11,9 +13,17 @@ import math
 import numbers
 from dataclasses import dataclass
 
-DEFAULT_BETA = 0.7  # the paper's setting (Section 6)
+DEFAULT_BETA = 0.7  # the paper's setting (Section 6); what a GEM loss gets when no beta is given
 GEM_H_CHOICES = ("linear", "log_sigmoid")
-LOSS_KINDS = ("ce", "ce_entropy", "gem")
+
+
+def check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
+    value = float(beta)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
+    return value
 
 
 def check_gamma(gamma) -> float:
@@ -33,51 +43,27 @@ def check_h(h) -> str:
 
 @dataclass(frozen=True)
 class Objective:
-    """One training objective as named in configs."""
+    """One training objective as named in configs.
+
+    The values of its settings are checked here. Whether they fit its loss kind (``h`` only for GEM,
+    ``entropy_gamma`` exactly for ``ce_entropy``, ``uses_beta`` exactly for kinds that take beta) is
+    checked where the kinds are registered, when the loss is bound (:func:`gemsft.losses.bind_loss`),
+    so that a new kind needs no edit here.
+    """
 
     name: str
-    loss: str  # one of LOSS_KINDS
+    loss: str  # a loss kind registered in gemsft.losses.LOSSES ("ce", "ce_entropy", "gem")
     h: str | None = None  # GEM weighting function; None for CE-type losses
-    uses_beta: bool = False
+    uses_beta: bool = False  # trained once per train.gem_betas value (the run matrix reads it)
     weight_decay: float = 0.0
     neftune_noise_alpha: float | None = None  # passed to TrainingArguments by the trainer
     entropy_gamma: float | None = None
 
     def __post_init__(self):
-        if self.loss not in LOSS_KINDS:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_KINDS)}; got {self.loss!r}")
-        if (self.loss == "gem") != self.uses_beta:
-            raise ValueError(f"objective {self.name!r}: uses_beta must be True exactly for 'gem'")
-        if self.loss == "gem":
+        if self.h is not None:
             check_h(self.h)
-        elif self.h is not None:
-            raise ValueError(f"objective {self.name!r}: h applies only to 'gem'")
-        if (self.loss == "ce_entropy") != (self.entropy_gamma is not None):
-            raise ValueError(
-                f"objective {self.name!r}: entropy_gamma is required exactly for 'ce_entropy'"
-            )
         if self.entropy_gamma is not None:
             check_gamma(self.entropy_gamma)
-
-    def compute(self, logits, labels, beta: float | None = None, ignore_index: int = -100):
-        """Loss on aligned logits/labels (torch tensors). ``beta`` only for GEM (default 0.7)."""
-        from gemsft.losses import ce_entropy_loss, ce_loss, gem_loss
-
-        if self.loss == "gem":
-            return gem_loss(
-                logits,
-                labels,
-                beta=DEFAULT_BETA if beta is None else beta,
-                h=self.h,
-                ignore_index=ignore_index,
-            )
-        if beta is not None:
-            raise ValueError(f"objective {self.name!r} does not use beta; got beta={beta!r}")
-        if self.loss == "ce_entropy":
-            return ce_entropy_loss(
-                logits, labels, gamma=self.entropy_gamma, ignore_index=ignore_index
-            )
-        return ce_loss(logits, labels, ignore_index=ignore_index)
 
 
 OBJECTIVES: dict[str, Objective] = {

@@ -3,15 +3,16 @@
 The loss is the objective's token-level mean over the micro-batch's unmasked tokens (the
 transformers 4.45 behaviour the paper trained with); the Trainer divides it by the number of
 gradient-accumulation steps. Besides the objective's loss it logs CE and the mean next-token entropy
-of the model on the same tokens, so runs of different objectives compare on one scale.
+of the model on the same tokens, so runs of different objectives compare on one scale. The loss is
+looked up once, when the trainer is built (:func:`gemsft.losses.bind_loss`).
 
-With the fused loss (``fused_loss``; on by default for GEM objectives, `train.fused_loss` in the
-config) the (N, V) logits are never materialised: the model runs without its LM head (its decoder's
-last hidden state is taken), and the loss, its gradients and the logged CE and entropy come from
-:func:`gemsft.losses.fused_linear_gem_loss` / :func:`~gemsft.losses.fused_linear_ce_loss` on the
-shifted hidden states and the head's weight, chunk by chunk. Models whose head is not a plain
-bias-free ``nn.Linear`` applied as is (logit scaling or soft-capping, a PEFT-wrapped head, weights
-sharded by ZeRO-3 or FSDP) and the ``ce_entropy`` objective fall back to the unfused path.
+With the fused loss (``fused_loss``, `train.fused_loss` in the config; when absent, on for the kinds
+registered with ``fuse_by_default``: GEM) the (N, V) logits are never materialised: the model runs without
+its LM head (its decoder's last hidden state is taken), and the loss, its gradients and the logged
+CE and entropy come from the kind's fused function (:mod:`gemsft.losses.fused`) on the shifted
+hidden states and the head's weight, chunk by chunk. Models whose head is not a plain bias-free
+``nn.Linear`` applied as is (logit scaling or soft-capping, a PEFT-wrapped head, weights sharded by
+ZeRO-3 or FSDP) and kinds without a fused function (``ce_entropy``) fall back to the unfused path.
 """
 
 from __future__ import annotations
@@ -24,45 +25,39 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
-from gemsft.losses import (
-    ce_loss,
-    fused_linear_ce_loss,
-    fused_linear_gem_loss,
-    shift_for_causal_lm,
-    token_entropy,
-)
-from gemsft.objectives import DEFAULT_BETA, Objective
+from gemsft.losses import bind_loss, ce_loss, shift_for_causal_lm, token_entropy
+from gemsft.objectives import Objective
 
 # Causal LMs whose logits are exactly `lm_head(last_hidden_state)` (checked against transformers'
 # modeling code: no logit scaling or soft-capping) and whose forward takes `logits_to_keep`.
 FUSABLE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "olmo2"})
-FUSABLE_LOSSES = ("gem", "ce")
 
 
 class ObjectiveTrainer(Trainer):
-    """A Trainer whose loss is `objective` on the shifted logits."""
+    """A Trainer whose loss is `objective` (at the run's `beta`, if it uses one) on the shifted logits."""
 
     loss_is_scaled_for_ga = False  # per-micro-batch mean: the Trainer divides by accumulation steps
 
     def __init__(self, *args, objective: Objective, beta: float | None = None, fused_loss: bool | None = None,
                  **kwargs):
+        self.bound_loss = bind_loss(objective, beta)  # first: a bad beta fails before any setup
         super().__init__(*args, **kwargs)
         self.objective = objective
-        self.beta = beta
-        # None: fused for GEM objectives. The fused path is taken where the model allows it (see
-        # `_separable_head`); elsewhere the loss runs on materialised logits as before.
-        self.fused_loss = objective.loss == "gem" if fused_loss is None else bool(fused_loss)
+        self.beta = self.bound_loss.beta
+        # None: the kind's default (fused for GEM). The fused path is taken where the kind has a fused
+        # function and the model allows it (see `_separable_head`); elsewhere the loss runs on logits.
+        self.fused_loss = self.bound_loss.fuse_by_default if fused_loss is None else bool(fused_loss)
         self._tracked: dict[str, list[float]] = {"ce": [], "entropy": [], "objective_loss": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
-        if self.fused_loss and not return_outputs and self.objective.loss in FUSABLE_LOSSES:
+        if self.fused_loss and not return_outputs and self.bound_loss.fused is not None:
             head = self._separable_head(model)
             if head is not None:
                 return self._fused_loss(model, inputs, labels, *head)
         outputs = model(**inputs)
         logits, targets = shift_for_causal_lm(outputs.logits, labels)
-        loss = self.objective.compute(logits, targets, beta=self.beta)
+        loss = self.bound_loss.logits(logits, targets)
         if model.training:
             with torch.no_grad():
                 self._tracked["ce"].append(ce_loss(logits, targets).item())
@@ -108,11 +103,7 @@ class ObjectiveTrainer(Trainer):
             handle.remove()
         hidden, targets = shift_for_causal_lm(captured[-1], labels)
         track = model.training
-        if self.objective.loss == "gem":
-            out = fused_linear_gem_loss(hidden, weight, targets, beta=DEFAULT_BETA if self.beta is None else self.beta,
-                                        h=self.objective.h, return_stats=track)
-        else:
-            out = fused_linear_ce_loss(hidden, weight, targets, return_stats=track)
+        out = self.bound_loss.fused(hidden, weight, targets, return_stats=track)
         loss, stats = out if track else (out, None)
         if track:
             self._tracked["ce"].append(stats.ce.item())

@@ -1,0 +1,86 @@
+"""The one place a loss is chosen: loss kinds mapped to their functions, and the objective's loss
+bound with its settings and the run's beta.
+
+An :class:`~gemsft.objectives.Objective` names a loss kind; :data:`LOSSES` says how that kind is
+computed, and :func:`bind_loss` gives the trainer one :class:`BoundLoss` to call on logits and, where
+the kind has one, on hidden states and the head's weight. Beta is checked there and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from gemsft.losses.fused import fused_linear_ce_loss, fused_linear_gem_loss
+from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss
+from gemsft.objectives import DEFAULT_BETA, Objective, check_beta
+
+
+@dataclass(frozen=True)
+class LossKind:
+    """How one loss kind is computed.
+
+    ``logits(logits, labels, *, ignore_index=-100, **settings)`` is the token mean on aligned
+    logits; the optional ``fused(hidden, weight, labels, *, return_stats=False, **settings)`` gives
+    the same loss of ``hidden @ weight.T`` without building those logits (with ``return_stats``:
+    ``(loss, TokenStats)``). ``settings`` maps each keyword the functions take to the
+    :class:`~gemsft.objectives.Objective` field it comes from; ``uses_beta``: they also take the
+    run's ``beta``.
+    """
+
+    logits: Callable
+    fused: Callable | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    uses_beta: bool = False
+    fuse_by_default: bool = False  # the trainer's default when train.fused_loss is absent
+
+
+LOSSES: dict[str, LossKind] = {
+    "ce": LossKind(logits=ce_loss, fused=fused_linear_ce_loss),
+    "ce_entropy": LossKind(logits=ce_entropy_loss, settings={"gamma": "entropy_gamma"}),
+    "gem": LossKind(logits=gem_loss, fused=fused_linear_gem_loss, settings={"h": "h"}, uses_beta=True,
+                    fuse_by_default=True),
+}
+
+
+@dataclass(frozen=True)
+class BoundLoss:
+    """An objective's loss with its settings and the run's beta bound: what the trainer calls."""
+
+    objective: str  # the objective's name
+    beta: float | None  # the beta the loss uses; None for objectives without one
+    logits: Callable  # (logits, labels, ignore_index=-100) -> loss
+    fused: Callable | None  # (hidden, weight, labels, return_stats=False) -> loss [, TokenStats]
+    fuse_by_default: bool
+
+
+def bind_loss(objective: Objective, beta: float | None = None) -> BoundLoss:
+    """``objective``'s loss with its settings bound, and ``beta`` (the run's, from
+    ``train.gem_betas``) if its kind takes one: :data:`DEFAULT_BETA` when None. A beta for an
+    objective without one, or settings that do not fit its kind, are a ValueError naming it."""
+    name = objective.name
+    kind = LOSSES.get(objective.loss)
+    if kind is None:
+        raise ValueError(f"objective {name!r}: unknown loss kind {objective.loss!r}; "
+                         f"registered: {', '.join(LOSSES)}")
+    if objective.uses_beta != kind.uses_beta:
+        raise ValueError(f"objective {name!r}: uses_beta must be {kind.uses_beta} for loss {objective.loss!r}")
+    used = set(kind.settings.values())
+    for setting in sorted({f for k in LOSSES.values() for f in k.settings.values()}):
+        given = getattr(objective, setting) is not None
+        if given != (setting in used):
+            need = "needs" if setting in used else "does not use"
+            raise ValueError(f"objective {name!r}: loss {objective.loss!r} {need} {setting}")
+    settings = {keyword: getattr(objective, setting) for keyword, setting in kind.settings.items()}
+    if kind.uses_beta:
+        beta = settings["beta"] = check_beta(DEFAULT_BETA if beta is None else beta)
+    elif beta is not None:
+        raise ValueError(f"objective {name!r} does not use beta; got beta={beta!r}")
+    return BoundLoss(
+        objective=name,
+        beta=beta,
+        logits=partial(kind.logits, **settings),
+        fused=partial(kind.fused, **settings) if kind.fused is not None else None,
+        fuse_by_default=kind.fuse_by_default,
+    )
