@@ -1,9 +1,9 @@
 # Config validation, the run matrix and path helpers used by every rule file.
-from gemsft.config import NO_BETA, base_run, parse_beta, sft_runs, validate_config
-from gemsft.report.figures import FIGURES, figure_caption
+from gemsft.config import NO_BETA, base_run, sft_runs, validate_config
 from gemsft.sample.plan import task_settings
-from gemsft.report.tables import CAPTIONS as TABLE_CAPTIONS, TABLE_NAMES
 from gemsft.data.world import FILES as DATA_FILES
+# Names and captions only: the table and figure modules (pandas, matplotlib, torch) load in their jobs.
+from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES, TABLE_CAPTIONS, TABLE_NAMES
 
 
 validate_config(config, f"{workflow.basedir}/config/schema/config.schema.yaml")
@@ -134,11 +134,16 @@ def final_outputs():
 # --- report ---------------------------------------------------------------------------------
 
 REPORT = config["report"]
-PAPER_NUMBERS = "workflow/gemsft/report/paper_numbers.csv"
+REPORT_DIR = "workflow/gemsft/report"
+PAPER_NUMBERS = f"{REPORT_DIR}/paper_numbers.csv"
 # Figure 12 compares models; a config trains one.
-FIGURE_NAMES = [name for name in FIGURES if name != "fig12_model_gains"]
+DRAWN_FIGURES = [name for name in FIGURE_NAMES if name != "fig12_model_gains"]
 if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distribution beside the models'
-    FIGURE_NAMES.remove("fig11_next_token")
+    DRAWN_FIGURES.remove("fig11_next_token")
+# The report modules a table is built from (registry.py is not one: its captions are a param), so
+# editing any of them re-runs the tables and nothing upstream.
+TABLE_MODULES = [f"{REPORT_DIR}/{name}.py" for name in
+                 ("tables", "cells", "claims", "table_files", "labels", "summary_reader", "alignment_tax")]
 
 
 def next_token_stages(wildcards=None):
@@ -148,13 +153,15 @@ def next_token_stages(wildcards=None):
 
 
 def figure_inputs(wildcards):
-    figures = "workflow/gemsft/report/figures"
+    """A figure's own module and the report modules every figure draws with, so editing one re-plots."""
+    figures = f"{REPORT_DIR}/figures"
     inputs = {"module": f"{figures}/{wildcards.figure}.py", "style": f"{figures}/style.py",
-              "shared": f"{figures}/__init__.py"}
+              "shared": f"{figures}/__init__.py", "labels": f"{REPORT_DIR}/labels.py"}
     if wildcards.figure == "probability_transfer":
-        inputs["losses"] = "workflow/gemsft/losses.py"  # computed with the project's own losses
+        inputs["losses"] = "workflow/gemsft/losses/logits.py"  # computed with the project's own losses
     else:
         inputs["summary"] = "results/summary.csv"
+        inputs["reader"] = f"{REPORT_DIR}/summary_reader.py"
     if wildcards.figure == "fig11_next_token":
         inputs["model_stats"] = next_token_stages()
     return inputs
@@ -163,4 +170,4 @@ def figure_inputs(wildcards):
 def report_outputs():
     return ["results/summary.csv",
             *[f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("csv", "md", "tex")],
-            *[f"figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", *REPORT["extra_formats"])]]
+            *[f"figures/{name}.{ext}" for name in DRAWN_FIGURES for ext in ("png", *REPORT["extra_formats"])]]

@@ -1,6 +1,6 @@
 # Evaluation (Section 6, Appendix F): code pass@k in a sandbox, math accuracy, diversity of the chat
 # samples, forgetting on knowledge the SFT data never shows (lm-evaluation-harness), token entropy,
-# perplexity and distance from the base model; all gathered into one tidy table.
+# perplexity and distance from the base model.
 
 
 # The world's code tasks and HumanEval go through the same sandbox in one job.
@@ -102,15 +102,3 @@ rule evaluate_model:
     script:
         "../workflow/scripts/evaluate_model.py"
 
-
-rule metrics_table:
-    input:
-        stage_outputs(),
-    output:
-        "results/metrics.csv",
-    log:
-        "results/logs/metrics_table.log",
-    conda:
-        "../envs/eval.yaml"
-    script:
-        "../workflow/scripts/metrics_table.py"

@@ -4,6 +4,21 @@
 # and nothing upstream.
 
 
+# One tidy table of every stage's aggregate rows (with each forgetting metric's alignment tax), for
+# users who want the numbers without intervals.
+rule metrics_table:
+    input:
+        stage_outputs(),
+    output:
+        "results/metrics.csv",
+    log:
+        "results/logs/metrics_table.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/metrics_table.py"
+
+
 rule summary:
     input:
         stage_outputs(),
@@ -25,7 +40,7 @@ rule table:
     input:
         summary="results/summary.csv",
         paper=PAPER_NUMBERS,
-        module="workflow/gemsft/report/tables.py",
+        modules=TABLE_MODULES,
     output:
         csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
@@ -53,9 +68,9 @@ rule figure:
         other=[f"figures/{{figure}}.{ext}" for ext in REPORT["extra_formats"]],
         provenance="figures/{figure}.provenance.json",
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        figure="|".join(FIGURE_NAMES),
     params:
-        caption=lambda wildcards: figure_caption(wildcards.figure),
+        caption=lambda wildcards: FIGURE_CAPTIONS[wildcards.figure],
         dpi=REPORT["dpi"],
         options={key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")},
     log:

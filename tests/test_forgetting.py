@@ -4,7 +4,6 @@ conditioning, the results file, bad inputs, and the alignment-tax arithmetic."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 import yaml
 
 from gemsft import files
-from gemsft.evaluate.forgetting import WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, alignment_tax, document_rows, evaluate_tasks, primary_scores, write_world_knowledge_task
+from gemsft.evaluate.forgetting import WORLD_KNOWLEDGE_TASK, WORLD_KNOWLEDGE_TEMPLATE, document_rows, evaluate_tasks, primary_scores, write_world_knowledge_task
 from gemsft.pretrain.model import tiny_llama
 from gemsft.evaluate.stage import mean_rows
 from gemsft.pretrain.tokenizer import train_tokenizer
@@ -27,14 +26,7 @@ MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2
              "max_position_embeddings": 128}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models on 2 shared cores: one thread avoids OpenMP spin-waiting (measured 5-10x faster
-    here when the machine is busy); results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_rows() -> list[dict]:
@@ -224,20 +216,6 @@ def test_invalid_model_dir_is_a_clear_error(tmp_path, toy_model_dir):
 
 
 # --------------------------------------------------------------------------- alignment tax
-
-
-def test_alignment_tax_is_base_minus_tuned_and_its_average():
-    base = {"arc": 0.60, "hellaswag": 0.80, "mmlu": 0.65}
-    tuned = {"arc": 0.55, "hellaswag": 0.82, "mmlu": 0.62}
-    tax = alignment_tax(base, tuned)
-    assert tax["per_task"] == pytest.approx({"arc": 0.05, "hellaswag": -0.02, "mmlu": 0.03}, abs=1e-12)
-    assert tax["average"] == pytest.approx(0.02, abs=1e-12)
-    assert tax["average"] == pytest.approx(tax["base_average"] - tax["tuned_average"], abs=1e-12)
-    assert alignment_tax({"t": 1.0}, {"t": 1.0})["average"] == 0.0
-    with pytest.raises(ValueError, match=r"only in base \['mmlu'\], only in tuned \[\]"):
-        alignment_tax(base, {k: v for k, v in tuned.items() if k != "mmlu"})
-    with pytest.raises(TypeError, match="primary_scores"):
-        alignment_tax({"t": {"acc": 1.0}}, {"t": {"acc": 0.5}})
 
 
 def test_primary_scores_pick_one_metric_per_task():

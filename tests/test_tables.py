@@ -1,5 +1,5 @@
-"""Tests for gemsft.report.tables and gemsft.report.labels on synthetic summaries with known values, and for the
-paper's numbers as a data file."""
+"""The report's tables (gemsft.report.tables, cells, claims, table_files) and labels on synthetic summaries
+with known values, and the paper's numbers as a data file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import math
 import pandas as pd
 import pytest
 
-from gemsft.report import tables
+from gemsft.config import NO_BETA, beta_label
+from gemsft.report import claims, registry, table_files, tables
+from gemsft.report.cells import DERIVED_METRICS, format_ci
 from gemsft.report.labels import OBJECTIVE_ORDER, objective_label, run_sort_key
+from gemsft.report.summary import SUMMARY_COLUMNS
+from gemsft.report.summary_reader import load_summary
 
 # What the project's stages write (task -> metrics), from the evaluation modules' docs.
 PRODUCED = {
@@ -32,7 +36,7 @@ def row(objective, beta, task, metric, k, value, low=NAN, high=NAN, model="tiny"
 
 
 def summary(rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=tables.SUMMARY_COLUMNS)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 RUNS = [("gem_log_sigmoid", "0.7"), ("neft", "na"), ("gem", "0.7"), ("ce", "na"), ("base", "na"),
@@ -78,13 +82,20 @@ def column(df, name):
 
 
 def test_format_ci_uses_the_larger_side_and_drops_unknown_intervals():
-    assert tables.format_ci(12.3, 11.9, 12.6) == "12.3 ± 0.4"
-    assert tables.format_ci(10.0, 9.5, 10.8) == "10.0 ± 0.8"
-    assert tables.format_ci(0.4213, 0.41, 0.43, digits=2) == "0.42 ± 0.01"
-    assert tables.format_ci(10.0, NAN, NAN) == "10.0"
-    assert tables.format_ci(10.0, 9.0, None) == "10.0"
-    assert tables.format_ci(NAN, 1.0, 2.0) == ""
-    assert tables.format_ci(pd.NA, NAN, NAN) == ""
+    assert format_ci(12.3, 11.9, 12.6) == "12.3 ± 0.4"
+    assert format_ci(10.0, 9.5, 10.8) == "10.0 ± 0.8"
+    assert format_ci(0.4213, 0.41, 0.43, digits=2) == "0.42 ± 0.01"
+    assert format_ci(10.0, NAN, NAN) == "10.0"
+    assert format_ci(10.0, 9.0, None) == "10.0"
+    assert format_ci(NAN, 1.0, 2.0) == ""
+    assert format_ci(pd.NA, NAN, NAN) == ""
+
+
+def test_beta_label_is_one_spelling_for_every_source():
+    assert [beta_label(b) for b in (1.0, "1.0", "1", 1, 0.7, "0.70")] == ["1", "1", "1", "1", "0.7", "0.7"]
+    assert {beta_label(b) for b in (None, NAN, "", " ", "na", "NaN", pd.NA)} == {NO_BETA}
+    assert beta_label("high") == "high"  # not a number: kept, so a table still shows it
+    assert beta_label(beta_label(0.123456789)) == beta_label(0.123456789)
 
 
 def test_objective_labels_and_order():
@@ -186,7 +197,7 @@ def test_missing_metrics_give_empty_cells_not_errors():
 
 
 def test_empty_summary_is_an_error(full):
-    for build in [*tables.TABLES.values(), lambda s: tables.paper_vs_reproduction(s, tables.load_paper())]:
+    for build in [*tables.TABLES.values(), lambda s: claims.paper_vs_reproduction(s, claims.load_paper())]:
         with pytest.raises(ValueError, match="summary has no rows"):
             build(full.iloc[:0])
 
@@ -202,8 +213,8 @@ def test_load_summary_types_and_beta_labels(tmp_path):
     path.write_text("model,objective,beta,task,metric,k,value,ci_low,ci_high,n_prompts,n_seeds\n"
                     "tiny,gem,1.0,chat,win_rate,32,50.5,49,52,8,3\n"
                     "tiny,ce,na,sft_test,entropy,,0.4,,,8,3\n")
-    s = tables.load_summary(path)
-    assert str(s.k.dtype) == "Int64" and s.k.isna().tolist() == [False, True]
+    s = load_summary(path)
+    assert s.k.dtype == float and s.k.isna().tolist() == [False, True]
     assert s.beta.tolist() == ["1", "na"]  # the label gemsft.config.beta_label gives 1.0
     assert s.ci_low.dtype == float and math.isnan(s.ci_high.iloc[1])
     assert tables.table3_beta_sweep(s).iloc[0].tolist() == ["GEM (β=1)", "", "50.5 ± 1.5"]
@@ -213,10 +224,10 @@ def test_load_summary_types_and_beta_labels(tmp_path):
 
 
 def test_paper_numbers_parse_and_name_metrics_we_produce():
-    paper = tables.load_paper()
+    paper = claims.load_paper()
     assert len(paper) == 45 and not paper.value.isna().any()
     for r in paper.itertuples():
-        assert r.metric in PRODUCED.get(r.task, set()) | tables.DERIVED_METRICS, (r.task, r.metric)
+        assert r.metric in PRODUCED.get(r.task, set()) | DERIVED_METRICS, (r.task, r.metric)
         assert r.objective in OBJECTIVE_ORDER
         assert (r.beta == "na") == (not r.objective.startswith("gem")), r
         assert pd.isna(r.k) == (r.metric not in K_METRICS), r
@@ -231,10 +242,10 @@ def test_paper_numbers_parse_and_name_metrics_we_produce():
 
 
 def test_comparison_rows_match_paper_numbers_with_fallback_and_missing(full):
-    paper = tables.load_paper()
+    paper = claims.load_paper()
     # Without the log-sigmoid runs, the linear GEM stands in and the "our run" column says so.
-    df = tables.paper_vs_reproduction(full[full.objective != "gem_log_sigmoid"], paper)
-    assert len(df) == len(paper) and list(df.columns) == tables.COMPARISON_COLUMNS
+    df = claims.paper_vs_reproduction(full[full.objective != "gem_log_sigmoid"], paper)
+    assert len(df) == len(paper) and list(df.columns) == claims.COMPARISON_COLUMNS
     entropy = df[df.what == "GEM (log-sigmoid, β=0.7): SFT test set entropy"].iloc[0]
     assert (entropy.paper, entropy.ours, entropy["our run"], entropy.difference) == (
         "0.76", "0.76 ± 0.01", "GEM (β=0.7)", "+0.00")
@@ -242,7 +253,7 @@ def test_comparison_rows_match_paper_numbers_with_fallback_and_missing(full):
     sweep = df[df.what == "GEM (log-sigmoid, β=0.8): chat win rate, BoN@32"].iloc[0]
     assert (sweep.ours, sweep.difference, sweep.holds, sweep["our run"]) == ("—", "—", "—", "—")
     # The exact objective wins when present.
-    df = tables.paper_vs_reproduction(full, paper)
+    df = claims.paper_vs_reproduction(full, paper)
     assert df[df.what == "GEM (log-sigmoid, β=0.7): SFT test set entropy"].iloc[0]["our run"] == \
         "GEM (log-sigmoid, β=0.7)"
     ce = df[df.what == "CE: math majority@16"].iloc[0]
@@ -251,9 +262,9 @@ def test_comparison_rows_match_paper_numbers_with_fallback_and_missing(full):
 
 
 def test_claims_hold_on_a_case_where_gem_wins(full):
-    verdicts = tables.evaluate_claims(full[full.objective != "gem_log_sigmoid"])
+    verdicts = claims.evaluate_claims(full[full.objective != "gem_log_sigmoid"])
     by_claim = verdicts.set_index("claim")
-    gem_claims = [c.description for c in tables.CLAIMS if c.objective_a.startswith("gem")]
+    gem_claims = [c.description for c in claims.CLAIMS if c.objective_a.startswith("gem")]
     answered = by_claim.loc[gem_claims]
     answered = answered[answered.holds != "—"]
     assert len(answered) == 9 and set(answered.holds) == {"yes"}
@@ -269,9 +280,9 @@ def test_claims_fail_when_gem_loses(full):
     ce = full[full.objective == "ce"]
     delta = ce.metric.str.startswith("alignment_tax").map({True: 1.0, False: -0.01})
     gem = ce.assign(objective="gem", beta="0.7", value=ce.value + delta)
-    verdicts = tables.evaluate_claims(pd.concat([full[full.objective.isin(["ce", "base"])], gem]))
+    verdicts = claims.evaluate_claims(pd.concat([full[full.objective.isin(["ce", "base"])], gem]))
     by_claim = verdicts.set_index("claim")
-    gem_claims = [c.description for c in tables.CLAIMS if c.objective_a.startswith("gem")]
+    gem_claims = [c.description for c in claims.CLAIMS if c.objective_a.startswith("gem")]
     answered = by_claim.loc[gem_claims]
     answered = answered[answered.holds != "—"]
     assert len(answered) == 9 and set(answered.holds) == {"no"}
@@ -282,8 +293,8 @@ def test_claims_fail_when_gem_loses(full):
 def test_a_tie_does_not_hold():
     s = summary([row("ce", "na", "sft_test", "entropy", None, 0.5),
                  row("gem", "0.7", "sft_test", "entropy", None, 0.5)])
-    claim = tables.CLAIMS[0]
-    assert tables.evaluate_claims(s, [claim]).iloc[0].tolist() == ["tiny", claim.description, "no", "no CI"]
+    claim = claims.CLAIMS[0]
+    assert claims.evaluate_claims(s, [claim]).iloc[0].tolist() == ["tiny", claim.description, "no", "no CI"]
 
 
 # --------------------------------------------------------------------------- writing
@@ -291,7 +302,7 @@ def test_a_tie_does_not_hold():
 
 def test_write_table_writes_parseable_csv_md_and_tex(full, tmp_path):
     df = tables.table3_beta_sweep(full)
-    paths = tables.write_table(df, tmp_path / "out", "beta_sweep", "Win rates & 100% of β")
+    paths = table_files.write_table(df, tmp_path / "out", "beta_sweep", "Win rates & 100% of β")
     assert [p.name for p in paths] == ["beta_sweep.csv", "beta_sweep.md", "beta_sweep.tex"]
     back = pd.read_csv(paths[0], dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(back, df.astype(str))
@@ -311,23 +322,28 @@ def test_write_table_writes_parseable_csv_md_and_tex(full, tmp_path):
 def test_write_table_leaves_nothing_behind_on_error(full, tmp_path, monkeypatch):
     out = tmp_path / "out"
     df = tables.entropy_table(full)
-    tables.write_table(df, out, "entropy", "old")
+    table_files.write_table(df, out, "entropy", "old")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def broken(*args, **kwargs):
         raise RuntimeError("latex failed")
 
-    monkeypatch.setattr(tables, "_to_latex", broken)
+    monkeypatch.setattr(table_files, "_to_latex", broken)
     with pytest.raises(RuntimeError, match="latex failed"):
-        tables.write_table(df.iloc[:1], out, "entropy", "new")
+        table_files.write_table(df.iloc[:1], out, "entropy", "new")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files, old set intact
     with pytest.raises(RuntimeError):
-        tables.write_table(df, out, "fresh", "new")
+        table_files.write_table(df, out, "fresh", "new")
     assert not any(p.name.startswith((".fresh", "fresh")) for p in out.iterdir())
 
 
+def test_every_table_the_registry_names_has_a_builder():
+    assert (*tables.TABLES, tables.COMPARISON) == registry.TABLE_NAMES
+    assert set(tables.TABLE_NAMES) == set(registry.TABLE_CAPTIONS)
+
+
 def test_build_all_writes_every_table(full, tmp_path):
-    paths = tables.build_all(full, tables.load_paper(), tmp_path)
+    paths = tables.build_all(full, claims.load_paper(), tmp_path)
     names = {p.stem for p in paths}
     assert names == set(tables.TABLES) | {"paper_vs_reproduction"}
     assert len(paths) == 3 * len(names) and all(p.is_file() for p in paths)

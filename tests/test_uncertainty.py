@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 
 from gemsft import files
 from gemsft.evaluate.stage import mean_rows, metric
+from gemsft.report.metrics_table import metrics_records
 from gemsft.report.summary import SUMMARY_COLUMNS, SeedValues, bootstrap, summarize, write_summary
 
 
@@ -108,6 +109,27 @@ def test_every_forgetting_task_of_the_knowledge_stage_gets_a_paired_tax():
     assert rows[("ce", "arc_challenge", "alignment_tax_acc_norm")]["value"] == 0.0
     assert rows[("ce", "mmlu", "alignment_tax_acc")]["value"] == pytest.approx(12.5)
     assert not any(r["metric"].startswith("alignment_tax") for key, r in rows.items() if key[0] == "base")
+
+
+def test_metrics_table_and_summary_share_one_alignment_tax():
+    """results/metrics.csv lists, per seed, the taxes whose mean over seeds the summary reports, for the
+    world's probes and the leaderboard tasks alike."""
+    def scores(knowledge_acc, arc):
+        return [*knowledge(knowledge_acc),
+                *[metric("arc_challenge", "acc_norm", v, prompt_id=f"arc/{i}") for i, v in enumerate(arc)]]
+
+    stages = [{**stage(objective, seed, scores(acc, arc)), "stage": "knowledge"}
+              for objective, seed, acc, arc in (("base", 0, [100.0] * 8, [100.0, 0.0] * 4),
+                                                ("ce", 1, [0.0] + [100.0] * 7, [0.0] * 8),
+                                                ("ce", 2, [0.0] * 2 + [100.0] * 6, [100.0, 0.0] * 4))]
+    listed = [r for r in metrics_records(stages) if r["metric"].startswith("alignment_tax_")]
+    assert {(r["seed"], r["task"], r["metric"], r["value"]) for r in listed} == {
+        (1, "knowledge", "alignment_tax_acc", "12.5"), (2, "knowledge", "alignment_tax_acc", "25.0"),
+        (1, "arc_challenge", "alignment_tax_acc_norm", "50.0"),
+        (2, "arc_challenge", "alignment_tax_acc_norm", "0.0")}
+    summary = {(r["task"], r["metric"]): r["value"] for r in summarize(stages)
+               if r["metric"].startswith("alignment_tax_")}
+    assert summary == {("knowledge", "alignment_tax_acc"): 18.75, ("arc_challenge", "alignment_tax_acc_norm"): 25.0}
 
 
 def test_summary_is_deterministic_and_a_rows_interval_ignores_other_runs(tmp_path):

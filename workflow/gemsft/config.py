@@ -10,6 +10,9 @@ import jsonschema
 from gemsft.objectives import get_objective
 
 NO_BETA = "na"  # beta label of objectives that have no beta
+# How "no beta" reads where a beta comes from a table cell: empty, the label, or Python's and pandas'
+# spellings of a missing value.
+_NO_BETA_CELLS = ("", NO_BETA, "nan", "none", "<na>")
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,16 @@ class Run:
         return f"{self.model}/{self.objective}/beta-{self.beta}/seed-{self.seed}"
 
 
-def beta_label(beta: float) -> str:
-    return f"{float(beta):g}"
+def beta_label(beta) -> str:
+    """The one spelling of a beta, in run paths, summary rows, tables and figures alike: "%g" of its
+    value (1.0, "1.0" and "1" are all "1"), NO_BETA for none (None, NaN, "" or "na"). A label that is
+    not a number is kept as written, so a table still shows it."""
+    if beta is None or str(beta).strip().lower() in _NO_BETA_CELLS:
+        return NO_BETA
+    try:
+        return f"{float(beta):g}"
+    except (TypeError, ValueError):
+        return str(beta)
 
 
 def sft_runs(config: dict) -> list[Run]:

@@ -4,8 +4,9 @@ start(snakemake)  # noqa: F821 - injected by Snakemake
 from pathlib import Path  # noqa: E402
 
 from gemsft import files  # noqa: E402
-from gemsft.report.figures import FigureData, draw_figure, load_summary, save  # noqa: E402
+from gemsft.report.figures import FigureData, draw_figure, save  # noqa: E402
 from gemsft.provenance import artifact_provenance  # noqa: E402
+from gemsft.report.summary_reader import load_summary  # noqa: E402
 
 sm = snakemake  # noqa: F821
 summary = load_summary(sm.input.summary) if "summary" in sm.input.keys() else None

@@ -1,5 +1,6 @@
-"""Forgetting (Section 6.2): multiple-choice benchmarks run with lm-evaluation-harness, and the
-alignment tax = base model score - fine-tuned model score.
+"""Forgetting (Section 6.2): multiple-choice benchmarks run with lm-evaluation-harness, scored per
+document so the report can pair the base model's and a fine-tuned model's answers (the alignment tax
+is computed once, in `gemsft.report.alignment_tax`).
 
 The default tier probes the embedded world's pretraining-only facts (`gemsft_world_knowledge`, a local
 task: `write_world_knowledge_task`). The paper tier runs the six Open LLM Leaderboard v1 tasks through
@@ -10,7 +11,6 @@ lm-eval's built-in tasks.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -205,30 +205,6 @@ def primary_scores(tidy: Mapping[str, Mapping], metric: str | Mapping[str, str] 
             raise KeyError(f"task {task!r} has no metric {name!r} (has {', '.join(sorted(metrics))})")
         scores[task] = float(metrics[name])
     return scores
-
-
-def alignment_tax(base_scores: Mapping[str, float], tuned_scores: Mapping[str, float]) -> dict:
-    """Per task base - tuned (positive = forgetting) and the average over tasks (= the drop of the
-    average score). Both must score the same tasks, in the same units."""
-    only_base, only_tuned = sorted(set(base_scores) - set(tuned_scores)), sorted(set(tuned_scores) - set(base_scores))
-    if only_base or only_tuned:
-        raise ValueError(f"base and tuned scores cover different tasks: only in base {only_base}, "
-                         f"only in tuned {only_tuned}")
-    if not base_scores:
-        raise ValueError("alignment_tax needs at least one task")
-    for name, scores in (("base", base_scores), ("tuned", tuned_scores)):
-        for task, value in scores.items():
-            if _number(value) is None or not math.isfinite(value):
-                raise TypeError(f"{name} score of {task!r} must be a finite number, got {value!r} "
-                                f"(pick one metric per task with primary_scores)")
-    per_task = {task: float(base_scores[task]) - float(tuned_scores[task]) for task in sorted(base_scores)}
-    n = len(per_task)
-    return {
-        "per_task": per_task,
-        "average": math.fsum(per_task.values()) / n,
-        "base_average": math.fsum(float(v) for v in base_scores.values()) / n,
-        "tuned_average": math.fsum(float(v) for v in tuned_scores.values()) / n,
-    }
 
 
 # --------------------------------------------------------------------------- per-document scores

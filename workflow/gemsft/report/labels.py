@@ -1,11 +1,11 @@
 """Display names and the order of runs, shared by the tables and the figures so both read alike.
 
-Dependency-free on purpose: the figures module imports it beside matplotlib, the tables beside pandas.
+Free of pandas and matplotlib: the figures import it beside matplotlib, the tables beside pandas.
 """
 
 from __future__ import annotations
 
-NO_BETA = "na"  # same label as gemsft.config.NO_BETA; not imported, config pulls in torch via losses
+from gemsft.config import NO_BETA, beta_label
 
 # The paper's reading order: the pre-trained model, the CE family, then GEM.
 OBJECTIVE_ORDER = ("base", "ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid")
@@ -20,12 +20,21 @@ OBJECTIVE_NAMES = {
     "gem_log_sigmoid": "GEM (log-sigmoid)",
 }
 
+TASK_NAMES = {"chat": "chat", "code": "code", "humaneval": "HumanEval", "math": "math",
+              "knowledge": "knowledge", "sft_test": "SFT test set", "parameters": "parameters",
+              # the leaderboard tasks of the real-data forgetting evaluation
+              "arc_challenge": "ARC", "hellaswag": "HellaSwag", "mmlu": "MMLU", "truthfulqa_mc2": "TruthfulQA",
+              "winogrande": "WinoGrande", "gsm8k": "GSM8K"}
+METRIC_NAMES = {"ngram_diversity": "N-gram diversity", "self_bleu_diversity": "Self-BLEU diversity",
+                "sbert_diversity": "Sentence-BERT diversity", "greedy_accuracy": "greedy accuracy",
+                "alignment_tax_average": "alignment tax (average)", "entropy": "entropy",
+                "perplexity": "perplexity", "coverage": "coverage", "kl_to_world": "KL to world"}
+
 
 def beta_text(beta) -> str | None:
-    """The beta label as shown, or None for objectives without beta (None, NaN, "", "na")."""
-    if beta is None or beta != beta or str(beta).strip().lower() in ("", NO_BETA, "nan", "none"):
-        return None
-    return f"{beta:g}" if isinstance(beta, float) else str(beta)
+    """The beta as shown (its label), or None for objectives without beta."""
+    label = beta_label(beta)
+    return None if label == NO_BETA else label
 
 
 def objective_label(objective: str, beta=NO_BETA) -> str:

@@ -5,7 +5,8 @@ link(weighted mean over prompts), averaged over seeds. Its interval is the perce
 that statistic under a two-level bootstrap: resample the seeds with replacement, then the prompts of
 each drawn seed with replacement. With one seed this is the ordinary percentile bootstrap over
 prompts; a metric without per-prompt values (parameter distance) gets an interval only from several
-seeds. Alignment tax is paired: per document, base score - tuned score, resampled together.
+seeds. The alignment tax (`gemsft.report.alignment_tax`) is paired: per document, base score - tuned
+score, resampled together.
 
 `results/summary.csv`: one row per (model, objective, beta, task, metric, k) with value, ci_low,
 ci_high, n_prompts and n_seeds; the tables and figures read only this file.
@@ -21,11 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gemsft import files
+from gemsft.report.alignment_tax import alignment_tax, document_taxes, paired_rows, tax_metric
 
 SUMMARY_COLUMNS = ("model", "objective", "beta", "task", "metric", "k", "value", "ci_low", "ci_high",
                    "n_prompts", "n_seeds")
-BASE_OBJECTIVE = "base"
-PAIRED_STAGE = "knowledge"  # forgetting: alignment tax = base - tuned on the same documents, per task
 
 
 @dataclass
@@ -119,30 +119,22 @@ def _seed_values(value: float, rows: dict[str, dict] | None) -> SeedValues:
 
 def collect(stages: list[dict]) -> dict[tuple, list[SeedValues]]:
     """{(model, objective, beta, task, metric, k): one SeedValues per seed}, plus the paired
-    alignment tax (`alignment_tax_<metric>`) of every tuned run's forgetting metrics (the knowledge
-    stage: the world's probes or the leaderboard tasks) against the base model's."""
+    alignment tax (`alignment_tax_<metric>`) of every tuned run's forgetting scores against the base
+    model's."""
     table: dict[tuple, list[SeedValues]] = defaultdict(list)
-    knowledge: dict[tuple, list[tuple[float, dict]]] = defaultdict(list)
-    for stage in sorted(stages, key=lambda s: (s["run"]["model"], s["run"]["objective"], s["run"]["beta"],
-                                                s["run"]["seed"])):
-        run, groups = stage["run"], _per_prompt_groups(stage)
+    stages = sorted(stages, key=lambda s: (s["run"]["model"], s["run"]["objective"], s["run"]["beta"],
+                                           s["run"]["seed"]))
+    groups = {id(stage): _per_prompt_groups(stage) for stage in stages}
+    for stage in stages:
         for row in stage["rows"]:
-            rows = groups.get((row["task"], row["metric"], row["k"]))
-            table[_key(run, row)].append(_seed_values(row["value"], rows))
-            if stage.get("stage") == PAIRED_STAGE:
-                knowledge[_key(run, row)].append((float(row["value"]), rows or {}))
-    for key, tuned in knowledge.items():
-        model, objective, beta, task, name, k = key
-        base = knowledge.get((model, BASE_OBJECTIVE, "na", task, name, k))
-        if objective == BASE_OBJECTIVE or not base:
-            continue
-        base_value, base_rows = base[0]
-        seeds = []
-        for value, rows in tuned:
-            shared = sorted(set(rows) & set(base_rows))
-            diff = {pid: {"value": base_rows[pid]["value"] - rows[pid]["value"]} for pid in shared}
-            seeds.append(_seed_values(base_value - value, diff))
-        table[(model, objective, beta, task, f"alignment_tax_{name}", k)] = seeds
+            rows = groups[id(stage)].get((row["task"], row["metric"], row["k"]))
+            table[_key(stage["run"], row)].append(_seed_values(row["value"], rows))
+    for stage, row, base_stage, base_row in paired_rows(stages):
+        score = (row["task"], row["metric"], row["k"])
+        documents = document_taxes(groups[id(base_stage)].get(score) or {}, groups[id(stage)].get(score) or {})
+        key = _key(stage["run"], {**row, "metric": tax_metric(row["metric"])})
+        table[key].append(_seed_values(alignment_tax(float(base_row["value"]), float(row["value"])),
+                                       {pid: {"value": tax} for pid, tax in documents.items()}))
     return table
 
 

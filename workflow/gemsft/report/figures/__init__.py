@@ -1,20 +1,21 @@
 """The paper's figures, one module per figure, drawn from the tidy results table.
 
-Every figure module exposes ``draw(data: FigureData, options: dict) -> Figure`` and a ``CAPTION``
-string (what is plotted and from which stage). :data:`FIGURES` maps a figure's name to its module;
-:func:`draw_figure` imports the module by name (so the workflow can give each figure its own rule,
-and editing one module re-runs only that figure), and :func:`save` writes PNG/PDF atomically.
+Every figure module exposes ``draw(data: FigureData, options: dict) -> Figure``; its name and caption
+(what is plotted and from which stage) are in :mod:`gemsft.report.registry`. :data:`FIGURES` maps a
+figure's name to its module; :func:`draw_figure` imports the module by name (so the workflow can give
+each figure its own rule, and editing one module re-runs only that figure), and :func:`save` writes
+PNG/PDF atomically.
 
 Input: ``results/summary.csv`` (one row per model, objective, beta, task, metric, k aggregated over
-seeds, with a 95% bootstrap interval ``ci_low``/``ci_high``) and, for Figure 11, the model-statistics
-stage JSONs (``model_stats``: dicts with ``run`` and ``next_token``). Missing data is an error that
-names the missing task and metric, never an empty plot.
+seeds, with a 95% bootstrap interval ``ci_low``/``ci_high``; read by
+:mod:`gemsft.report.summary_reader`) and, for Figure 11, the model-statistics stage JSONs
+(``model_stats``: dicts with ``run`` and ``next_token``). Missing data is an error that names the
+missing task and metric, never an empty plot.
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -35,28 +36,18 @@ __all__ = [
     "caption",
     "draw_figure",
     "figure_caption",
-    "load_summary",
-    "normalise_summary",
     "rows_for",
     "save",
     "select_model",
 ]
 
+from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES  # noqa: E402
 from gemsft.report.summary import SUMMARY_COLUMNS  # noqa: E402
-_REQUIRED = ("model", "objective", "beta", "task", "metric", "k", "value", "ci_low", "ci_high")
+from gemsft.report.summary_reader import load_summary, normalise  # noqa: E402
 
 #: figure name -> module in this package. The name is the module's name, so a workflow rule can
 #: depend on ``workflow/gemsft/report/figures/{name}.py`` and write ``figures/{name}.png``.
-FIGURES: dict[str, str] = {name: name for name in (
-    "probability_transfer",  # Figures 2-4 and Proposition 2 (pure computation, no summary needed)
-    "fig6_diversity_vs_winrate",
-    "fig7a_bon_scaling",
-    "fig7b_pass_at_k",
-    "fig8_knowledge",
-    "fig9_parameter_distance",
-    "fig11_next_token",  # from the model-statistics stage JSONs, not the summary
-    "fig12_model_gains",  # needs more than one model
-)}
+FIGURES: dict[str, str] = {name: name for name in FIGURE_NAMES}
 #: short names accepted by draw_figure/caption as well
 ALIASES = {name.split("_")[0]: name for name in FIGURES if name.startswith("fig")}
 
@@ -64,40 +55,6 @@ DEFAULT_DPI = 150
 
 
 # --------------------------------------------------------------------------- data
-
-
-def normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """A copy with ``beta`` as str ("na" when missing), ``k`` and the numbers as floats.
-
-    Raises ValueError naming the columns a summary table lacks.
-    """
-    if not isinstance(summary, pd.DataFrame):
-        raise ValueError(f"summary must be a pandas DataFrame; got {type(summary).__name__}")
-    missing = [c for c in _REQUIRED if c not in summary.columns]
-    if missing:
-        raise ValueError(f"summary table lacks column(s) {', '.join(missing)}")
-    df = summary.copy()
-    df["beta"] = [_beta_str(b) for b in df["beta"]]
-    for column in ("model", "objective", "task", "metric"):
-        df[column] = df[column].astype(str)
-    for column in ("k", "value", "ci_low", "ci_high"):
-        df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
-    return df
-
-
-def _beta_str(beta) -> str:
-    if beta is None or (isinstance(beta, float) and math.isnan(beta)):
-        return "na"
-    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
-        return f"{beta:g}"
-    return str(beta)
-
-
-def load_summary(path: str | os.PathLike) -> pd.DataFrame:
-    """Read ``results/summary.csv`` (through the tables' reader, so both see the same types)."""
-    from gemsft.report.tables import load_summary as read
-
-    return normalise_summary(read(path))
 
 
 @dataclass
@@ -119,7 +76,7 @@ class FigureData:
 def select_model(summary: pd.DataFrame, options: dict | None = None) -> tuple[pd.DataFrame, str]:
     """Rows of one model: ``options["model"]`` or, with several models, the one with the most rows
     (the main model of a scalability run; ties broken by name)."""
-    df = normalise_summary(summary)
+    df = normalise(summary)
     if df.empty:
         raise ValueError("summary table is empty")
     options = options or {}
@@ -149,11 +106,16 @@ def rows_for(df: pd.DataFrame, task: str | Sequence[str], metric: str, k=None) -
 # --------------------------------------------------------------------------- drawing and saving
 
 
-def _module(name: str):
-    module = FIGURES.get(name) or FIGURES.get(ALIASES.get(name, ""))
-    if module is None:
+def _name(name: str) -> str:
+    """The figure's full name, from itself or its short alias ("fig7a")."""
+    full = name if name in FIGURES else ALIASES.get(name)
+    if full is None:
         raise ValueError(f"unknown figure {name!r}; choose one of: {', '.join(FIGURES)}")
-    return importlib.import_module(f"{__name__}.{module}")
+    return full
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__name__}.{FIGURES[_name(name)]}")
 
 
 def draw_figure(name: str, data: FigureData, options: dict | None = None):
@@ -163,7 +125,7 @@ def draw_figure(name: str, data: FigureData, options: dict | None = None):
 
 def caption(name: str) -> str:
     """The figure's caption: what is plotted and from which stage."""
-    return _module(name).CAPTION
+    return FIGURE_CAPTIONS[_name(name)]
 
 
 figure_caption = caption

@@ -3,23 +3,13 @@ run, beside the world's true answer distribution where the synthetic world knows
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
 
+from gemsft.config import beta_label
 from gemsft.report.figures import FigureData
 from gemsft.report.figures.style import label_axes, new_figure, run_color, run_label, run_sort_key
-
-CAPTION = (
-    "Figure 11, tail of the next-token distribution: for one prompt (the paper's \"Give me a "
-    "single-digit number\"), the probabilities of each model's most likely next tokens (log "
-    "scale), one panel per run (by default CE, CE + Entropy and GEM), from the model statistics "
-    "stage (field next_token of its JSON). Hatched grey bars beside them show the world's true "
-    "answer distribution when it is known. The red dotted line marks the paper's threshold of "
-    "1e-4; tokens are in the same order in every panel (world answers first). A missing bar means "
-    "the token is not among that model's top tokens."
-)
 
 THRESHOLD = 1e-4
 DEFAULT_OBJECTIVES = ("ce", "ce_entropy", "gem", "gem_log_sigmoid")
@@ -51,7 +41,7 @@ def _entries(data: FigureData, options: dict) -> tuple[list[tuple[dict, dict]], 
         run = s["run"]
         if str(run.get("model")) != model or run["objective"] not in wanted:
             continue
-        key = (str(run["objective"]), _beta(run.get("beta")))
+        key = (str(run["objective"]), beta_label(run.get("beta")))
         seed = run.get("seed", 0)
         if key not in chosen or seed < chosen[key]["run"].get("seed", 0):  # lowest seed per run
             chosen[key] = s
@@ -60,12 +50,6 @@ def _entries(data: FigureData, options: dict) -> tuple[list[tuple[dict, dict]], 
                          f"of model {model!r}")
     keys = sorted(chosen, key=lambda ob: run_sort_key(*ob))
     return [(chosen[k]["run"], chosen[k]["next_token"]) for k in keys], model
-
-
-def _beta(beta) -> str:
-    if beta is None or (isinstance(beta, float) and math.isnan(beta)):
-        return "na"
-    return f"{beta:g}" if isinstance(beta, float) else str(beta)
 
 
 def token_order(next_tokens: list[dict], max_tokens: int | None = None) -> tuple[list[str], list[dict]]:
@@ -114,7 +98,7 @@ def draw(data: FigureData, options: dict | None = None):
     fig, axes = new_figure(max(7.0, 0.3 * len(order) + 2.5), 2.5 * len(entries) + 1.0,
                            len(entries), 1, sharex=True)
     for ax, (run, nt), probs in zip(axes[:, 0], entries, per_run):
-        objective, beta = str(run["objective"]), _beta(run.get("beta"))
+        objective, beta = str(run["objective"]), beta_label(run.get("beta"))
         label = run_label(objective, beta)
         heights = np.array([probs.get(c, np.nan) for c in order])
         shown = np.isfinite(heights)

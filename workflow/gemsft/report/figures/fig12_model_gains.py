@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gemsft.report.figures import FigureData, normalise_summary
+from gemsft.config import beta_label
+from gemsft.report.figures import FigureData
 from gemsft.report.figures.style import label_axes, new_figure, run_label
-
-CAPTION = (
-    "Figure 12, scalability: for each model, the difference GEM − CE (percentage points) on headline "
-    "metrics from the evaluation stages: chat win rate with one sample and best-of-N at the largest "
-    "N, pass@k on code, majority-vote accuracy on math and SBERT diversity. Bars above zero favour "
-    "GEM. Differences of seed means; no interval is drawn because the runs' intervals are not paired."
-)
+from gemsft.report.summary_reader import normalise
 
 #: (task or tasks (first present wins), metric, k or "min"/"max"/None, label; "{k}" is the k used)
 DEFAULT_METRICS = (
@@ -51,7 +46,7 @@ def _value(df, model, objective, beta, tasks, metric, k):
 
 def _gem_run(df, model, options) -> tuple[str, str] | None:
     objectives = [options["gem_objective"]] if options.get("gem_objective") else ["gem", "gem_log_sigmoid"]
-    beta = str(options.get("gem_beta", "0.7"))
+    beta = beta_label(options.get("gem_beta", "0.7"))
     for objective in objectives:
         betas = sorted(set(df[(df["model"] == model) & (df["objective"] == objective)]["beta"]))
         if beta in betas:
@@ -63,7 +58,7 @@ def _gem_run(df, model, options) -> tuple[str, str] | None:
 
 def draw(data: FigureData, options: dict | None = None):
     options = dict(options or {})
-    df = normalise_summary(data.summary)
+    df = normalise(data.summary)
     models = sorted(set(df["model"]))
     if len(models) < 2:
         raise ValueError("figure 12 needs more than one model")

@@ -7,15 +7,6 @@ import numpy as np
 from gemsft.report.figures import FigureData, rows_for, select_model
 from gemsft.report.figures.style import error_bars, label_axes, new_figure, place_point_labels, run_color, run_label, run_marker, sorted_runs
 
-CAPTION = (
-    "Figure 6, diversity against best-of-N quality on chat: each point is one fine-tuned run "
-    "(objective and beta, averaged over seeds); x is the output diversity of its chat samples "
-    "(diversity stage, task chat, default metric SBERT diversity = 100 x (1 - mean pairwise cosine "
-    "similarity)), y the best-of-N win rate (%) against the reference at the largest N (chat "
-    "scoring stage, metric win_rate). Error bars in both directions are 95% bootstrap intervals "
-    "over prompts."
-)
-
 DIVERSITY_LABELS = {
     "sbert_diversity": "SBERT diversity (100 × (1 − mean cosine similarity))",
     "self_bleu_diversity": "Self-BLEU diversity (100 − Self-BLEU)",

@@ -7,14 +7,6 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from gemsft.report.figures import FigureData, rows_for, select_model
 from gemsft.report.figures.style import ci_band, label_axes, new_figure, run_color, run_label, run_marker, sorted_runs
 
-CAPTION = (
-    "Figure 7(a), test-time scaling on chat: best-of-N win rate (%) against the reference answers "
-    "as a function of the number of samples N (log2 axis), one line per fine-tuned run, from the "
-    "chat scoring stage (task chat, metric win_rate, k = N; reward-model best-of-N, Bradley-Terry "
-    "win probability, averaged over prompts and seeds). Shaded bands are 95% bootstrap intervals "
-    "over prompts. N = 1 is plain random sampling."
-)
-
 
 def draw(data: FigureData, options: dict | None = None):
     options = dict(options or {})

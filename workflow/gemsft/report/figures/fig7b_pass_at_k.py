@@ -7,13 +7,6 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from gemsft.report.figures import FigureData, rows_for, select_model
 from gemsft.report.figures.style import ci_band, label_axes, new_figure, run_color, run_label, run_marker, sorted_runs
 
-CAPTION = (
-    "Figure 7(b), test-time scaling on code: pass@k (%, unbiased estimator 1 - C(n-c,k)/C(n,k)) "
-    "against the number of samples k (log axis), one panel per code task present (the synthetic "
-    "world's code task and/or HumanEval), one line per run, from the code evaluation stage (task "
-    "code / humaneval, metric pass_at_k). Shaded bands are 95% bootstrap intervals over problems."
-)
-
 TASK_TITLES = {"code": "Code (synthetic world)", "humaneval": "HumanEval"}
 
 

@@ -10,14 +10,6 @@ import pandas as pd
 from gemsft.report.figures import FigureData, rows_for, select_model
 from gemsft.report.figures.style import error_bars, label_axes, new_figure, run_color, run_label, sorted_runs
 
-CAPTION = (
-    "Figure 8, forgetting: accuracy (%) on each knowledge task for the pre-trained model and every "
-    "fine-tuned run (bars; one panel per task and metric, from the knowledge / lm-eval stage), with "
-    "95% bootstrap intervals over questions as error bars. The dashed line is the pre-trained "
-    "score: the gap below it is the alignment tax. With several tasks a last panel averages them "
-    "(no interval). Y-axes are zoomed to the range of the scores."
-)
-
 TASK_TITLES = {
     "knowledge": "World knowledge probes",
     "arc_challenge": "ARC-Challenge",

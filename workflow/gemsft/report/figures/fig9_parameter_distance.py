@@ -7,13 +7,6 @@ import numpy as np
 from gemsft.report.figures import FigureData, rows_for, select_model
 from gemsft.report.figures.style import error_bars, label_axes, new_figure, run_color, run_label, sorted_runs
 
-CAPTION = (
-    "Figure 9, distance from the pre-trained model: l2 norm of (fine-tuned - pre-trained) "
-    "parameters, ||theta - theta_0||_2, for every fine-tuned run (bars, mean over seeds), from the "
-    "model statistics stage (task parameters, metric l2_distance_from_base). Error bars are 95% "
-    "bootstrap intervals over seeds where more than one seed was trained."
-)
-
 
 def draw(data: FigureData, options: dict | None = None):
     options = dict(options or {})

@@ -1,6 +1,7 @@
 """Figures 2-4 (probability transfer, CE vs GEM) and a numerical check of Proposition 2, computed
-with the project's own training losses (:func:`gemsft.losses.ce_loss`, :func:`gemsft.losses.gem_loss`)
-on a toy categorical model ``f = softmax(z)`` with a trainable logit vector ``z`` over 10 tokens.
+with the project's own training losses (:func:`gemsft.losses.logits.ce_loss`,
+:func:`gemsft.losses.logits.gem_loss`) on a toy categorical model ``f = softmax(z)`` with a trainable
+logit vector ``z`` over 10 tokens.
 
 * Transfer (Figures 2-4, Section 4): the model starts from a "pre-trained" distribution in which
   the target token 3 is a minority, and takes plain gradient steps on one example with label 3.
@@ -27,24 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gemsft.losses import ce_loss, gem_loss
+from gemsft.losses.logits import ce_loss, gem_loss
 from gemsft.report.figures import FigureData
 from gemsft.report.figures.style import label_axes, run_color
-
-CAPTION = (
-    "Probability transfer (paper Figures 2-4) and Proposition 2, computed with the project's CE and "
-    "GEM losses on a 10-token softmax model (no pipeline stage; pure computation). Top: the "
-    "'pre-trained' distribution and the distributions after 300 gradient steps (learning rate 0.1) "
-    "on one example whose label is token 3 (outlined), with CE, GEM at beta = 0 (run as beta = 1e-3) "
-    "and GEM at beta = 0.7; black ticks mark the initial probabilities. CE transfers mass from every "
-    "token and collapses onto the target; GEM beta = 0 lowers only the most likely tokens and stops "
-    "as soon as the target is the most likely, leaving the other tokens' logits unchanged. Bottom "
-    "left: target probability over the steps. Bottom right: Proposition 2, distance "
-    "||f_t - f*||_2 of the model trained with GEM on data with label distribution p > 0 to the "
-    "fixed point f* = softmax(beta log p) (proportional to p^beta; the auxiliary q* = p), for several "
-    "beta; beta = 1 is CE's optimum f* = p. The dashed line is the distance to p itself for "
-    "beta = 0.7, which does not vanish."
-)
 
 #: the toy "pre-trained" next-token distribution; the target (token 3) is a minority
 INITIAL_PROBS = (0.28, 0.20, 0.06, 0.14, 0.10, 0.08, 0.06, 0.04, 0.025, 0.015)
@@ -101,8 +87,8 @@ def transfer_steps(method: str = "ce", beta: float | None = None, init_probs: Se
     """Probabilities ``f_t`` for t = 0..steps (array (steps + 1, K)) of a softmax model that starts at
     ``init_probs`` and takes gradient steps on the examples ``labels`` (one int: a single target).
 
-    ``method="ce"`` uses :func:`gemsft.losses.ce_loss`; ``method="gem"`` uses
-    :func:`gemsft.losses.gem_loss` with ``beta`` (0 is run as ``BETA_ZERO``) and weighting ``h``.
+    ``method="ce"`` uses :func:`gemsft.losses.logits.ce_loss`; ``method="gem"`` uses
+    :func:`gemsft.losses.logits.gem_loss` with ``beta`` (0 is run as ``BETA_ZERO``) and weighting ``h``.
     """
     probs = torch.as_tensor(init_probs, dtype=torch.float64)
     if probs.dim() != 1 or (probs <= 0).any() or abs(float(probs.sum()) - 1.0) > 1e-6:
@@ -124,7 +110,7 @@ def proposition2_distances(betas: Sequence[float] = (0.5, 0.7, 1.0), counts: Seq
                            steps: int = 300, lr: float = 2.0, seed: int = 0,
                            reference: str = "fixed_point") -> dict[float, np.ndarray]:
     """For each beta: ||f_t - f*||_2 for t = 0..steps, where f_t is a softmax model trained with
-    full-batch gradient descent on :func:`gemsft.losses.gem_loss` (linear h) over a data set with
+    full-batch gradient descent on :func:`gemsft.losses.logits.gem_loss` (linear h) over a data set with
     ``counts[j]`` examples of label j (label distribution p = counts / sum(counts)), from the same
     random start (``seed``) for every beta.
 

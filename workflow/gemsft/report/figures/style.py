@@ -3,7 +3,6 @@ labelled axes, asymmetric error bars and CI bands from the summary's ci_low/ci_h
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import matplotlib
@@ -16,21 +15,9 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-try:  # shared with the tables, so runs read and sort alike everywhere
-    from gemsft.report.labels import OBJECTIVE_ORDER, objective_label
-    from gemsft.report.labels import run_sort_key as _naming_sort_key
-except ImportError:  # pragma: no cover - fallback if gemsft.report.labels is absent
-    _naming_sort_key = None
-    OBJECTIVE_ORDER = ("base", "ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid")
-    _NAMES = {"base": "Pre-trained", "ce": "CE", "ce_wd": "CE + WD", "neft": "NEFT",
-              "ce_entropy": "CE + Entropy", "gem": "GEM", "gem_log_sigmoid": "GEM (log-sigmoid)"}
-
-    def objective_label(objective: str, beta="na") -> str:
-        name = _NAMES.get(objective, objective)
-        b = None if beta is None or str(beta).lower() in ("", "na", "nan", "none") else str(beta)
-        if b is None:
-            return name
-        return f"{name[:-1]}, β={b})" if name.endswith(")") else f"{name} (β={b})"
+from gemsft.config import NO_BETA, beta_label, parse_beta  # noqa: E402
+# Shared with the tables, so runs read and sort alike everywhere.
+from gemsft.report.labels import OBJECTIVE_ORDER, objective_label, run_sort_key  # noqa: E402
 
 __all__ = [
     "OBJECTIVE_COLORS",
@@ -77,20 +64,20 @@ plt.rcParams.update({
 })
 
 
-def _beta_float(beta) -> float | None:
+def _shade_beta(beta) -> float:
+    """The beta that sets a GEM run's shade: its value, or the paper's 0.7 when it has none."""
     try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
+        value = parse_beta(beta_label(beta))
+    except ValueError:  # a label that is not a number
+        value = None
+    return 0.7 if value is None else value
 
 
-def run_color(objective: str, beta="na") -> str:
+def run_color(objective: str, beta=NO_BETA) -> str:
     """The run's colour: fixed per objective; GEM shades of one hue depend on beta alone
     (beta 1.0 light ... 0.5 dark), so a run has the same colour in every figure."""
     if objective in GEM_COLORMAPS:
-        b = _beta_float(beta)
-        b = 0.7 if b is None else b
+        b = _shade_beta(beta)
         shade = 0.95 - 0.5 * min(max((b - 0.5) / 0.5, 0.0), 1.0)  # 0.5 -> 0.95, 0.7 -> 0.75, 1.0 -> 0.45
         return to_hex(colormaps[GEM_COLORMAPS[objective]](shade))
     if objective in OBJECTIVE_COLORS:
@@ -102,18 +89,8 @@ def run_marker(objective: str) -> str:
     return OBJECTIVE_MARKERS.get(objective, "*")
 
 
-def run_label(objective: str, beta="na") -> str:
+def run_label(objective: str, beta=NO_BETA) -> str:
     return objective_label(objective, beta)
-
-
-def run_sort_key(objective: str, beta="na") -> tuple:
-    """Objectives in the paper's order; betas from large to small (Table 3), no-beta first."""
-    if _naming_sort_key is not None:
-        return _naming_sort_key(objective, beta)
-    order = list(OBJECTIVE_ORDER)
-    rank = order.index(objective) if objective in order else len(order)
-    b = _beta_float(beta)
-    return (rank, "" if objective in order else objective, 0 if b is None else 1, -(b or 0.0), str(beta))
 
 
 def sorted_runs(df) -> list[tuple[str, str]]:

@@ -1,0 +1,95 @@
+"""The report's contents: which tables and figures exist, and the caption of each.
+
+Plain data with no imports: the rules (rules/common.smk) read it on every Snakemake start (dry runs,
+each SLURM job's own Snakemake), which must not pay for pandas' table code, matplotlib or torch. The
+table builders (`gemsft.report.tables`) and the figure modules (`gemsft.report.figures`) take their
+names and captions from here.
+"""
+
+_CI = "Mean over seeds ± the larger side of the 95% bootstrap interval"
+
+#: table name -> caption, in the report's order; the last one compares with the paper's numbers
+TABLE_CAPTIONS = {
+    "diversity": f"Output diversity on chat, 0-100, higher is more diverse (cf. paper Table 2); KL in nats. {_CI}.",
+    "beta_sweep": "Chat win rate against the reference: one sample and best-of-N, CE and GEM across beta "
+                  f"(cf. paper Table 3). {_CI}.",
+    "math": f"Math: greedy accuracy, majority voting and pass rate over the samples (cf. paper Table 4). {_CI}.",
+    "entropy": f"Mean next-token entropy (nats) and perplexity on the SFT test set (cf. paper Section 6.1). {_CI}.",
+    "alignment_tax": "Knowledge accuracy and alignment tax (base minus tuned, points; cf. paper Section 6.2, "
+                     f"Figure 8). {_CI}; the average has no interval.",
+    "code": f"Code pass@k, world tasks and HumanEval (cf. paper Figure 7b). {_CI}.",
+    "paper_vs_reproduction": "The paper's numbers beside ours (Llama-3.1-8B there, the embedded world here), "
+                             "and whether the paper's qualitative claims hold on our runs.",
+}
+TABLE_NAMES = tuple(TABLE_CAPTIONS)
+
+#: figure name (= its module in gemsft.report.figures) -> caption: what is plotted, from which stage
+FIGURE_CAPTIONS = {
+    # Figures 2-4 and Proposition 2 (pure computation, no summary needed)
+    "probability_transfer": (
+        "Probability transfer (paper Figures 2-4) and Proposition 2, computed with the project's CE and "
+        "GEM losses on a 10-token softmax model (no pipeline stage; pure computation). Top: the "
+        "'pre-trained' distribution and the distributions after 300 gradient steps (learning rate 0.1) "
+        "on one example whose label is token 3 (outlined), with CE, GEM at beta = 0 (run as beta = 1e-3) "
+        "and GEM at beta = 0.7; black ticks mark the initial probabilities. CE transfers mass from every "
+        "token and collapses onto the target; GEM beta = 0 lowers only the most likely tokens and stops "
+        "as soon as the target is the most likely, leaving the other tokens' logits unchanged. Bottom "
+        "left: target probability over the steps. Bottom right: Proposition 2, distance "
+        "||f_t - f*||_2 of the model trained with GEM on data with label distribution p > 0 to the "
+        "fixed point f* = softmax(beta log p) (proportional to p^beta; the auxiliary q* = p), for several "
+        "beta; beta = 1 is CE's optimum f* = p. The dashed line is the distance to p itself for "
+        "beta = 0.7, which does not vanish."
+    ),
+    "fig6_diversity_vs_winrate": (
+        "Figure 6, diversity against best-of-N quality on chat: each point is one fine-tuned run "
+        "(objective and beta, averaged over seeds); x is the output diversity of its chat samples "
+        "(diversity stage, task chat, default metric SBERT diversity = 100 x (1 - mean pairwise cosine "
+        "similarity)), y the best-of-N win rate (%) against the reference at the largest N (chat "
+        "scoring stage, metric win_rate). Error bars in both directions are 95% bootstrap intervals "
+        "over prompts."
+    ),
+    "fig7a_bon_scaling": (
+        "Figure 7(a), test-time scaling on chat: best-of-N win rate (%) against the reference answers "
+        "as a function of the number of samples N (log2 axis), one line per fine-tuned run, from the "
+        "chat scoring stage (task chat, metric win_rate, k = N; reward-model best-of-N, Bradley-Terry "
+        "win probability, averaged over prompts and seeds). Shaded bands are 95% bootstrap intervals "
+        "over prompts. N = 1 is plain random sampling."
+    ),
+    "fig7b_pass_at_k": (
+        "Figure 7(b), test-time scaling on code: pass@k (%, unbiased estimator 1 - C(n-c,k)/C(n,k)) "
+        "against the number of samples k (log axis), one panel per code task present (the synthetic "
+        "world's code task and/or HumanEval), one line per run, from the code evaluation stage (task "
+        "code / humaneval, metric pass_at_k). Shaded bands are 95% bootstrap intervals over problems."
+    ),
+    "fig8_knowledge": (
+        "Figure 8, forgetting: accuracy (%) on each knowledge task for the pre-trained model and every "
+        "fine-tuned run (bars; one panel per task and metric, from the knowledge / lm-eval stage), with "
+        "95% bootstrap intervals over questions as error bars. The dashed line is the pre-trained "
+        "score: the gap below it is the alignment tax. With several tasks a last panel averages them "
+        "(no interval). Y-axes are zoomed to the range of the scores."
+    ),
+    "fig9_parameter_distance": (
+        "Figure 9, distance from the pre-trained model: l2 norm of (fine-tuned - pre-trained) "
+        "parameters, ||theta - theta_0||_2, for every fine-tuned run (bars, mean over seeds), from the "
+        "model statistics stage (task parameters, metric l2_distance_from_base). Error bars are 95% "
+        "bootstrap intervals over seeds where more than one seed was trained."
+    ),
+    # from the model-statistics stage JSONs, not the summary
+    "fig11_next_token": (
+        "Figure 11, tail of the next-token distribution: for one prompt (the paper's \"Give me a "
+        "single-digit number\"), the probabilities of each model's most likely next tokens (log "
+        "scale), one panel per run (by default CE, CE + Entropy and GEM), from the model statistics "
+        "stage (field next_token of its JSON). Hatched grey bars beside them show the world's true "
+        "answer distribution when it is known. The red dotted line marks the paper's threshold of "
+        "1e-4; tokens are in the same order in every panel (world answers first). A missing bar means "
+        "the token is not among that model's top tokens."
+    ),
+    # needs more than one model
+    "fig12_model_gains": (
+        "Figure 12, scalability: for each model, the difference GEM − CE (percentage points) on headline "
+        "metrics from the evaluation stages: chat win rate with one sample and best-of-N at the largest "
+        "N, pass@k on code, majority-vote accuracy on math and SBERT diversity. Bars above zero favour "
+        "GEM. Differences of seed means; no interval is drawn because the runs' intervals are not paired."
+    ),
+}
+FIGURE_NAMES = tuple(FIGURE_CAPTIONS)
