@@ -203,6 +203,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from gemsft.evaluate import diversity_metrics as metrics
+    from gemsft.evaluate.sentence_bleu import tokenize_13a
 
     lines: list[str] = []
 
@@ -217,7 +218,7 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     n = len(prompts)
     n_words = np.array([len(r.split()) for rs in prompts for r in rs])
-    n_tok = np.array([len(metrics._tokenize_13a(r)) for r in prompts[0]])
+    n_tok = np.array([len(tokenize_13a(r)) for r in prompts[0]])
     paper_texts = [[instr + "\n" + r for r in rs] for instr, rs in zip(instructions, prompts)]
     say(f"metrics_bench: {n} prompts x {RESPONSES} responses, words per response mean {n_words.mean():.0f} "
         f"(min {n_words.min()}, max {n_words.max()}), ~{n_tok.mean():.0f} 13a tokens; built in {build_s:.1f} s "

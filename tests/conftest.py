@@ -1,6 +1,10 @@
-"""Fixtures shared by the test files: running Snakemake on a fresh copy of the project, and the
+"""Fixtures shared by the test files: running Snakemake on a fresh copy of the project, the
 embedded default pipeline run (config/ci.yaml) that the end-to-end checks and the tests of the
-pipeline's real models read. The run happens once per session, only when a selected test needs it."""
+pipeline's real models read (run once per session, only when a selected test needs it), and the
+tiny tokenizer and base model of the function-level tests.
+
+torch and transformers are imported inside the fixtures: collecting a test file that needs neither
+stays fast."""
 
 from __future__ import annotations
 
@@ -59,3 +63,76 @@ def pipeline_run(tmp_path_factory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("project"))
     run_snakemake(project, "--profile", "profiles/local", "--cores", "2", "--configfile", "config/ci.yaml")
     return project
+
+
+# --------------------------------------------------------------------------- tiny models
+
+# The world's question-answer frame, enough text for a 300-token BPE vocabulary.
+TINY_CORPUS = [
+    "Q: Name a red fruit.\nA: Cherry.",
+    "Q: Greet Anna.\nA: Hello, Anna!",
+    "Q: Give me a single-digit number.\nA: I would say 7.",
+] * 20
+TINY_MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
+                  "max_position_embeddings": 128}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models on 2 shared cores: one intra-op thread avoids OpenMP spin-waiting (5-10x faster
+    here when the machine is busy); results do not depend on it. A module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_corpus() -> list[str]:
+    """The text `tokenizer` is trained on; a module overrides this fixture to train on its own."""
+    return TINY_CORPUS
+
+
+@pytest.fixture(scope="module")
+def tokenizer_vocab_size() -> int:
+    return 300
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_corpus, tokenizer_vocab_size):
+    """The project's tokenizer (BOS/EOS, role tokens, chat template with generation markers) trained
+    on `tokenizer_corpus`."""
+    from gemsft.pretrain.tokenizer import train_tokenizer
+
+    return train_tokenizer(tokenizer_corpus, vocab_size=tokenizer_vocab_size)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_cfg() -> dict:
+    """The `model` config section of the tiny base; a module overrides this fixture for another size."""
+    return TINY_MODEL_CFG
+
+
+@pytest.fixture(scope="module")
+def make_tiny_model(tokenizer, tiny_model_cfg):
+    """make_tiny_model(seed=0, **overrides): a randomly initialised tiny Llama for `tokenizer`, seeded."""
+    def make(seed: int = 0, **overrides):
+        import torch
+
+        from gemsft.pretrain.model import tiny_llama
+
+        torch.manual_seed(seed)
+        return tiny_llama({**tiny_model_cfg, **overrides}, tokenizer)
+    return make
+
+
+@pytest.fixture(scope="module")
+def base_dir(make_tiny_model, tokenizer, tmp_path_factory) -> Path:
+    """A tiny causal-LM base (seed 0) saved with its tokenizer, as the pretraining stage saves it."""
+    path = tmp_path_factory.mktemp("base")
+    make_tiny_model().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,6 +1,6 @@
 """Malformed input, case by case: each is a failure (an exception from the library function) with
 one clear line naming the config key, file, or row and field, and leaves no partial output behind.
-Everything runs at the function level (no Snakemake run) on the tiny fixtures of test_sft.py.
+Everything runs at the function level (no Snakemake run) on the tiny fixtures of tests/conftest.py.
 
 Two cases are behaviour checks, not errors: a row longer than train.max_length is dropped under
 `drop` and cut to max_length under `truncate` (an error only when `drop` leaves no row)."""
@@ -16,14 +16,14 @@ import pytest
 import yaml
 
 from gemsft import files
+from gemsft.chat_format import build_dataset, load_tokenizer, tokenize_example
 from gemsft.config import validate_config
 from gemsft.data import write_real_data
 from gemsft.data.sources import MIRROR_ENV, mirror_root
 from gemsft.score.reward_model import load_reward_model
-from gemsft.train.sft import build_dataset, finetune
-from gemsft.chat_format import load_tokenizer, tokenize_example
+from gemsft.train.sft import finetune
 
-from test_sft import MESSAGES, TRAIN_CFG, base_dir, sft_rows, tokenizer  # noqa: F401  (fixtures)
+from test_sft import MESSAGES, TRAIN_CFG, sft_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "config/schema/config.schema.yaml")
@@ -207,7 +207,7 @@ def test_reward_model_without_a_score_head(base_dir, tmp_path):
                       "score.weight", "LlamaForCausalLM")
 
 
-def test_tokenizer_without_a_chat_template(tokenizer, base_dir, tmp_path):  # noqa: F811
+def test_tokenizer_without_a_chat_template(tokenizer, base_dir, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(base_dir, bare)
     config = json.loads((bare / "tokenizer_config.json").read_text())

@@ -22,9 +22,9 @@ from gemsft.data import (DATASETS, format_for_sft, load, load_alpaca_eval, load_
                          write_real_data)
 from gemsft.data import gsm8k as gsm8k_mod
 from gemsft.data.sources import MIRROR_ENV, UNPINNED
-from gemsft.evaluate.code import humaneval_problems
+from gemsft.data.humaneval import humaneval_problems
 from gemsft.chat_format import IGNORE_INDEX, tokenize_example
-from gemsft.pretrain.tokenizer import EOS, train_tokenizer
+from gemsft.pretrain.tokenizer import EOS
 from gemsft.data.world import FILES
 from gemsft.data.world.arithmetic import PAPER_PROMPT
 
@@ -201,7 +201,7 @@ def good_uf(i):
     ("ultrafeedback/eval_clean.jsonl", [good_uf(0), {**good_uf(1), "source_index": "x"}],
      lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 1 has no integer field 'source_index'"),
     ("ultrafeedback/eval_clean.jsonl", [good_uf(0), "{not json", good_uf(2)],
-     lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 1 is not valid JSON"),
+     lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl:2: not valid JSON"),
     ("ultrafeedback/eval_clean.jsonl", [good_uf(0), [1, 2]],
      lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 1 is not a JSON object"),
     ("gsm8k/test.jsonl", [{"question": "q", "answer": "a\n#### 3"}, {"question": "q", "answer": "no number"}],
@@ -388,10 +388,16 @@ def test_write_real_data_from_the_hub(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ tokenization
 
+# tests/conftest.py's tokenizer, trained on the mirror's UltraFeedback text.
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer_corpus():
     rows = raw_jsonl("ultrafeedback/train_clean.jsonl")[:50]
-    return train_tokenizer([r["prompt"] + "\n" + r["chosen"] for r in rows], vocab_size=400)
+    return [r["prompt"] + "\n" + r["chosen"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_vocab_size():
+    return 400
 
 
 def test_sft_records_tokenize_with_assistant_only_labels(tokenizer):

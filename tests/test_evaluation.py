@@ -14,7 +14,8 @@ from gemsft import files
 from gemsft.config import check_consistency
 from gemsft.evaluate.diversity import chat_diversity
 from gemsft.score.chat_quality import chat_quality
-from gemsft.evaluate.code import evaluate_code, humaneval_problems, humaneval_program, world_program
+from gemsft.data.humaneval import humaneval_problems
+from gemsft.evaluate.code import evaluate_code, humaneval_program, world_program
 from gemsft.evaluate.math_accuracy import evaluate_math
 from gemsft.evaluate.code import pass_at_k
 from gemsft.report.metrics_table import write_metrics_table

@@ -1,8 +1,10 @@
 """gemsft.files writes every output under a temporary name and renames it into place when complete;
-with gemsft.rule_script's SIGTERM handler a job stopped by its scheduler removes what it was writing."""
+with gemsft.rule_script's SIGTERM handler a job stopped by its scheduler removes what it was writing.
+Its one JSON-lines reader reads gzip, stops at a row limit and names a bad line."""
 
 from __future__ import annotations
 
+import gzip
 import signal
 import subprocess
 import sys
@@ -32,6 +34,16 @@ def test_a_complete_write_replaces_the_output(tmp_path):
     files.write_jsonl(dest, [{"a": 2}, {"a": "é"}])
     assert files.read_jsonl(dest) == [{"a": 2}, {"a": "é"}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
+
+
+def test_read_jsonl_reads_gzip_stops_at_the_limit_and_names_a_bad_line(tmp_path):
+    path = tmp_path / "rows.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write('{"a": 1}\n\n{"a": "é"}\n{not json\n')
+    assert files.read_jsonl(path, limit=2) == [{"a": 1}, {"a": "é"}]  # the blank line is no row
+    assert files.read_jsonl(path, limit=0) == []
+    with pytest.raises(ValueError, match=r"^data/rows.jsonl.gz:4: not valid JSON \("):
+        files.read_jsonl(path, name="data/rows.jsonl.gz")
 
 
 WRITER = textwrap.dedent("""

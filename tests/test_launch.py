@@ -13,10 +13,8 @@ import torch
 from gemsft import files
 from gemsft.rule_script import job_gpus
 from gemsft.train.launch import distributed_command, run
-from gemsft.pretrain.model import tiny_llama
-from gemsft.pretrain.tokenizer import train_tokenizer
 
-from test_sft import CORPUS, MESSAGES, MODEL_CFG, TRAIN_CFG  # noqa: E402
+from test_sft import MESSAGES, TRAIN_CFG  # noqa: E402
 
 
 def test_job_gpus_reads_the_rules_gpu_resource():
@@ -43,17 +41,13 @@ def test_unknown_task_is_an_error():
         run("pretrain", {}, processes=1)
 
 
-def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path):
-    tokenizer = train_tokenizer(CORPUS, vocab_size=300)
-    torch.manual_seed(0)
-    tiny_llama(MODEL_CFG, tokenizer).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
+def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path, base_dir):
     # Answers of different lengths, so micro-batches differ in padding and token counts.
     rows = [{"id": f"r{i}", "messages": [MESSAGES[0], {"role": "assistant", "content": "yes " * (i % 5 + 1)}]}
             for i in range(16)]
     files.write_jsonl(tmp_path / "sft.jsonl", rows)
     cfg = {**TRAIN_CFG, "per_device_batch_size": 2, "epochs": 1}
-    common = {"base_dir": str(tmp_path / "base"), "data_path": str(tmp_path / "sft.jsonl"), "objective_name": "gem",
+    common = {"base_dir": str(base_dir), "data_path": str(tmp_path / "sft.jsonl"), "objective_name": "gem",
               "beta": 0.7, "seed": 3}
 
     def finetune(name, processes, accumulation):
@@ -68,7 +62,7 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path)
 
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "ddp")
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "ga")
-    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), base.parameters()))
     for x, y in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(x, y, atol=1e-6, rtol=0)

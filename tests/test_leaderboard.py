@@ -17,7 +17,11 @@ import yaml
 
 from gemsft import files
 from gemsft.evaluate.forgetting import evaluate_tasks, primary_scores
-from gemsft.data.leaderboard import ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS, TASKS_DIR, TRUTHFULQA, WINOGRANDE, hellaswag_partition, mmlu_task, primary_metrics, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu, read_truthfulqa_mc, read_winogrande, write_leaderboard_tasks
+from gemsft.data.leaderboard import (ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS,
+                                     TASKS_DIR, TRUTHFULQA, WINOGRANDE, mmlu_task, primary_metrics,
+                                     write_leaderboard_tasks)
+from gemsft.data.leaderboard_mirror import (hellaswag_partition, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu,
+                                            read_truthfulqa_mc, read_winogrande)
 from gemsft.evaluate.leaderboard import score_rows
 from gemsft.evaluate.leaderboard import document_rows as leaderboard_document_rows
 from gemsft.evaluate.stage import mean_rows
@@ -213,7 +217,7 @@ def test_hub_yamls_name_the_hub_dataset_and_a_revision(tmp_path):
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="limit must be an integer >= 1 or None, got 0"):
         write_leaderboard_tasks(tmp_path, MIRROR, limit=0)
     with pytest.raises(ValueError, match="pass limit to gemsft.evaluate.forgetting.evaluate_tasks"):
         write_leaderboard_tasks(tmp_path, None, limit=3)
@@ -261,22 +265,16 @@ def split_examples(middle: str, pool: set[str]) -> list[str]:
     return examples
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_all_six_tasks_run_on_a_tiny_model(toy_model_dir, tmp_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread avoids OpenMP spin-waiting
-    try:
-        tasks = write_leaderboard_tasks(tmp_path / "tasks", MIRROR, limit=LIMIT)
-        # One subject with fewer documents, so the unweighted subject mean (the leaderboard's MMLU
-        # score) differs from lm-eval's default size-weighted one.
-        short = tmp_path / "tasks/data/mmlu/abstract_algebra/test.jsonl"
-        files.write_jsonl(short, files.read_jsonl(short)[:1])
-        out_json, samples_jsonl = tmp_path / "lm_eval.json", tmp_path / "samples.jsonl"
-        tidy = evaluate_tasks(toy_model_dir, tasks, tmp_path / "tasks", out_json, batch_size=16,
-                              include_defaults=False, samples_jsonl=samples_jsonl)
-    finally:
-        torch.set_num_threads(threads)
+    tasks = write_leaderboard_tasks(tmp_path / "tasks", MIRROR, limit=LIMIT)
+    # One subject with fewer documents, so the unweighted subject mean (the leaderboard's MMLU
+    # score) differs from lm-eval's default size-weighted one.
+    short = tmp_path / "tasks/data/mmlu/abstract_algebra/test.jsonl"
+    files.write_jsonl(short, files.read_jsonl(short)[:1])
+    out_json, samples_jsonl = tmp_path / "lm_eval.json", tmp_path / "samples.jsonl"
+    tidy = evaluate_tasks(toy_model_dir, tasks, tmp_path / "tasks", out_json, batch_size=16,
+                          include_defaults=False, samples_jsonl=samples_jsonl)
 
     scores = primary_scores(tidy, primary_metrics())
     assert set(scores) == set(LEADERBOARD_TASKS)

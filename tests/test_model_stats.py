@@ -15,19 +15,21 @@ import torch.nn.functional as F
 from safetensors.numpy import load_file
 
 from gemsft.evaluate.model_stats import entropy_from_file, parameter_distance, response_entropy
-from gemsft.pretrain.model import tiny_llama
 from gemsft.chat_format import IGNORE_INDEX, tokenize_example
-from gemsft.pretrain.tokenizer import train_tokenizer
 
 # Paths in the pipeline run (tests/conftest.py).
 PIPELINE_PATHS = {"sft_test": "results/data/sft_test.jsonl", "base": "results/base/tiny",
                   "ce": "results/sft/tiny/ce/beta-na/seed-1234/model",
                   "gem": "results/sft/tiny/gem/beta-0.7/seed-1234/model"}
 
-CORPUS = ["Q: Name a red fruit.\nA: Cherry.", "Q: Greet Anna.\nA: Hello, Anna!",
-          "Q: Give me a single-digit number.\nA: I would say 7."] * 20
-MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
-             "max_position_embeddings": 256}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_cfg():
+    """tests/conftest.py's tiny model (with its tokenizer), with 256 positions."""
+    return {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
+            "max_position_embeddings": 256}
 
 
 def user(text):
@@ -49,29 +51,10 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models on 2 shared cores: one thread avoids OpenMP spin-waiting; results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(CORPUS, vocab_size=300)
-
-
-def make_model(tokenizer, seed=0, **overrides):
-    torch.manual_seed(seed)
-    return tiny_llama({**MODEL_CFG, **overrides}, tokenizer)
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
+def model(make_tiny_model):
     """Random weights scaled up so next-token distributions range from peaked to flat."""
-    model = make_model(tokenizer)
+    model = make_tiny_model()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.5)
@@ -175,18 +158,10 @@ def test_training_mode_is_restored_and_bad_input_is_an_error(model, tokenizer):
 # --------------------------------------------------------------------------- parameter distance
 
 
-@pytest.fixture(scope="module")
-def saved_base(tokenizer, tmp_path_factory):
-    path = tmp_path_factory.mktemp("base")
-    make_model(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def test_distance_of_a_model_to_itself_is_zero(saved_base):
-    result = parameter_distance(saved_base, saved_base)
+def test_distance_of_a_model_to_itself_is_zero(base_dir):
+    result = parameter_distance(base_dir, base_dir)
     assert result["l2"] == 0.0 and all(v == 0.0 for v in result["by_module"].values())
-    assert result["parameters"] == sum(p.numel() for p in tiny_llama_params(saved_base))
+    assert result["parameters"] == sum(p.numel() for p in tiny_llama_params(base_dir))
 
 
 def tiny_llama_params(path):
@@ -195,14 +170,14 @@ def tiny_llama_params(path):
     return list(AutoModelForCausalLM.from_pretrained(str(path)).parameters())
 
 
-def test_distance_equals_the_norm_of_a_known_delta(saved_base, tokenizer, tmp_path):
+def test_distance_equals_the_norm_of_a_known_delta(base_dir, tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(saved_base))
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
     with torch.no_grad():
         model.model.norm.weight += 0.5  # 1.0 -> 1.5, exact in float32: l2 = 0.5 * sqrt(64) = 4
     model.save_pretrained(tmp_path / "norm")
-    result = parameter_distance(saved_base, tmp_path / "norm")
+    result = parameter_distance(base_dir, tmp_path / "norm")
     assert result["l2"] == 4.0 and result["by_module"]["model.norm"] == 4.0
     assert sum(v for k, v in result["by_module"].items() if k != "model.norm") == 0.0
 
@@ -214,8 +189,8 @@ def test_distance_equals_the_norm_of_a_known_delta(saved_base, tokenizer, tmp_pa
     # the delta as stored (float32 rounding of base + delta), read straight from the files
     name = "model.layers.1.mlp.up_proj.weight"
     stored = load_file(tmp_path / "both" / "model.safetensors")[name].astype(np.float64) \
-        - load_file(saved_base / "model.safetensors")[name].astype(np.float64)
-    result = parameter_distance(saved_base, tmp_path / "both")
+        - load_file(base_dir / "model.safetensors")[name].astype(np.float64)
+    result = parameter_distance(base_dir, tmp_path / "both")
     assert result["l2"] == pytest.approx(math.sqrt(16.0 + float(np.sum(stored**2))), rel=1e-14)
     assert result["by_module"]["model.layers.1"] == pytest.approx(float(np.linalg.norm(stored)), rel=1e-14)
     assert result["by_module"]["model.layers.1"] == pytest.approx(float(delta.double().norm()), rel=1e-4)
@@ -223,16 +198,16 @@ def test_distance_equals_the_norm_of_a_known_delta(saved_base, tokenizer, tmp_pa
     assert math.sqrt(sum(v**2 for v in result["by_module"].values())) == pytest.approx(result["l2"], rel=1e-14)
 
 
-def test_mismatched_models_raise(saved_base, tokenizer, tmp_path):
-    make_model(tokenizer, hidden_size=128, num_attention_heads=2).save_pretrained(tmp_path / "wide")
+def test_mismatched_models_raise(base_dir, make_tiny_model, tmp_path):
+    make_tiny_model(hidden_size=128, num_attention_heads=2).save_pretrained(tmp_path / "wide")
     with pytest.raises(ValueError, match=r"'model.embed_tokens.weight' has shape \(\d+, 64\).*but \(\d+, 128\)"):
-        parameter_distance(saved_base, tmp_path / "wide")
-    make_model(tokenizer, num_hidden_layers=3).save_pretrained(tmp_path / "deep")
+        parameter_distance(base_dir, tmp_path / "wide")
+    make_tiny_model(num_hidden_layers=3).save_pretrained(tmp_path / "deep")
     with pytest.raises(ValueError, match=r"parameter names differ: 'model.norm.weight' in .* vs "
                        r"'model.layers.2.self_attn.q_proj.weight' in .*deep"):
-        parameter_distance(saved_base, tmp_path / "deep")
+        parameter_distance(base_dir, tmp_path / "deep")
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        parameter_distance(saved_base, tmp_path / "missing")
+        parameter_distance(base_dir, tmp_path / "missing")
 
 
 # --------------------------------------------------------------------------- the pipeline's models

@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +15,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, LlamaForSequenceClassification
 
 from gemsft import files
-from gemsft.pretrain.model import tiny_llama
 from gemsft.score.best_of_n import expected_best_of_n, expected_win_rate, first_n_best, first_n_win_rate
 from gemsft.score.reward_model import load_reward_model, score, split_by_prompt, train_reward_model
-from gemsft.pretrain.tokenizer import train_tokenizer
 
 
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "runs", "sits", "jumps", "the", "a", "big", "small",
@@ -27,32 +24,20 @@ WORDS = ["red", "blue", "green", "cat", "dog", "fish", "runs", "sits", "jumps", 
 KEYWORD = "banana"
 CORPUS = [" ".join(random.Random(i).choices(WORDS + [KEYWORD], k=12)) for i in range(200)] + [
     "Question 1: describe the cat. Answer: the cat sits."] * 10
-MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
-             "max_position_embeddings": 128}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread is much faster than two under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tests/conftest.py's tokenizer and base_dir (a tiny causal LM, no reward head), with the toy
+# preference set's keyword in the tokenizer's training text.
+@pytest.fixture(scope="module")
+def tokenizer_corpus():
+    return CORPUS
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(CORPUS, vocab_size=320)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tokenizer, tmp_path_factory):
-    """A tiny causal-LM base (no reward head), as the pretraining stage saves it."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("base")
-    tiny_llama(MODEL_CFG, tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tokenizer_vocab_size():
+    return 320
 
 
 @pytest.fixture(scope="module")

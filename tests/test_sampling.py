@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,19 +18,12 @@ from transformers import AutoModelForCausalLM
 from gemsft import files
 from gemsft.sample import generate as sampling
 from gemsft.data import world
-from gemsft.pretrain.model import tiny_llama
 from gemsft.sample.plan import SamplingSpec, read_samples, write_samples
 from gemsft.sample.generate import generate, render_prompts, resolve_backend
-from gemsft.pretrain.tokenizer import train_tokenizer
 
 TRAINED_CHAT_MODEL = "results/sft/tiny/gem/beta-0.7/seed-1234/model"  # in the pipeline run
 EVAL_CHAT = "results/data/eval_chat.jsonl"
 
-CORPUS = [
-    "Q: Name a red fruit.\nA: Cherry.",
-    "Q: Greet Anna.\nA: Hello, Anna!",
-    "Q: Give me a single-digit number.\nA: I would say 7.",
-] * 20
 # head_dim 128 / 2 = 64, which vLLM's CPU attention supports, so the same model runs in both
 # backends. Untied output embeddings scaled up: a random model then decodes a varied sequence
 # (tied ones repeat the last token) with top-2 logit margins far above float32 noise.
@@ -46,14 +38,9 @@ ROW_KEYS = {"prompt_id", "sample_index", "text", "num_tokens", "finish_reason"}
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(CORPUS, vocab_size=300)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory):
-    torch.manual_seed(0)
-    model = tiny_llama(MODEL_CFG, tokenizer)
+def model_dir(make_tiny_model, tokenizer, tmp_path_factory):
+    """tests/conftest.py's tiny model, sized for both backends (MODEL_CFG)."""
+    model = make_tiny_model(**MODEL_CFG)
     with torch.no_grad():
         model.lm_head.weight.mul_(10)
     path = tmp_path_factory.mktemp("model")
@@ -109,7 +96,7 @@ def test_render_prompts_formats(tokenizer):
     assert render_prompts(tokenizer, prompts, "raw") == [f"<|bos|>{p}" for p in prompts]
     # The rendered text holds BOS; encoding it must not add a second one.
     for fmt in sampling.PROMPT_FORMATS:
-        for ids in sampling._encode(tokenizer, render_prompts(tokenizer, prompts, fmt)):
+        for ids in sampling.encode_prompts(tokenizer, prompts, fmt):
             assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
 
 
@@ -124,7 +111,7 @@ def test_unknown_format_and_backend_are_errors(tokenizer, model_dir):
         generate(model_dir, PROMPTS, SamplingSpec(n=1), backend="torch")
     with pytest.raises(ValueError, match="'p0' appears twice"):
         generate(model_dir, [PROMPTS[0], PROMPTS[0]], SamplingSpec(n=1), backend="hf")
-    lengths = [len(i) for i in sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat"))]
+    lengths = [len(i) for i in sampling.encode_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat")]
     assert lengths[2] == max(lengths) > lengths[0]
     with pytest.raises(ValueError, match=f"prompt 'p2': {lengths[2]} prompt tokens .* max_position_embeddings 256"):
         generate(model_dir, PROMPTS, SamplingSpec(n=1, max_tokens=256 - lengths[2] + 1), backend="hf")
@@ -177,7 +164,7 @@ def test_hf_rows_are_ordered_and_seeded(model_dir):
 def test_hf_greedy_equals_a_manual_argmax_loop(model_dir, tokenizer):
     """All prompts in one left-padded batch; each must decode exactly like the unpadded manual loop."""
     spec = SamplingSpec(n=1, temperature=0, max_tokens=12)
-    ids = sampling._encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat"))
+    ids = sampling.encode_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat")
     assert len({len(i) for i in ids}) == len(PROMPTS)  # different lengths: padding is exercised
     [samples] = sampling._generate_hf(model_dir, [(ids, spec)], batch_size=64)
     rows = generate(model_dir, PROMPTS, spec, backend="hf")
@@ -271,7 +258,7 @@ VLLM_SCRIPT = textwrap.dedent('''
         prompts = json.loads(prompts_json)
         result = {"auto": sampling.resolve_backend("auto", model_dir)}
         tokenizer = sampling._load_tokenizer(model_dir)
-        ids = sampling._encode(tokenizer, sampling.render_prompts(tokenizer, [p["prompt"] for p in prompts], "chat"))
+        ids = sampling.encode_prompts(tokenizer, [p["prompt"] for p in prompts], "chat")
         start = time.time()
         greedy = SamplingSpec(n=1, temperature=0, max_tokens=12)
         # Two engines (each start costs ~20 s here): three requests through one, and the sampled

@@ -12,39 +12,19 @@ import pytest
 import torch
 
 from gemsft import files
-from gemsft.losses import shift_for_causal_lm
+from gemsft.losses import ce_entropy_loss, ce_loss, gem_loss, shift_for_causal_lm
 from gemsft.objectives import get_objective
-from gemsft.pretrain.model import tiny_llama
 from gemsft.chat_format import IGNORE_INDEX, load_tokenizer, tokenize_example
 from gemsft.train.sft import build_dataset, configured_objective, finetune
-from gemsft.pretrain.tokenizer import EOS, train_tokenizer
+from gemsft.pretrain.tokenizer import EOS
 from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
-CORPUS = [
-    "Q: Name a red fruit.\nA: Cherry.",
-    "Q: Greet Anna.\nA: Hello, Anna!",
-    "Q: Give me a single-digit number.\nA: I would say 7.",
-] * 20
 MESSAGES = [{"role": "user", "content": "Name a red fruit."},
             {"role": "assistant", "content": "Of course! Here is one: cherry."}]
-MODEL_CFG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
-             "max_position_embeddings": 128}
 TRAIN_CFG = {"epochs": 2, "per_device_batch_size": 4, "learning_rate": 1e-3, "max_length": 128,
              "length_policy": "drop", "logging_steps": 1, "save_steps": 2, "save_total_limit": 5}
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(CORPUS, vocab_size=300)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tokenizer, tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("base")
-    tiny_llama(MODEL_CFG, tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+# The tokenizer and base_dir fixtures (the tiny base model) are tests/conftest.py's.
 
 
 def sft_rows(n=12):
@@ -101,6 +81,15 @@ def test_registry_settings_reach_the_trainer_and_overrides_apply(tmp_path):
     assert overridden == dataclasses.replace(get_objective("ce_entropy"), entropy_gamma=0.01)
 
 
+# The loss each objective trains with, written out with the registry's settings (paper Section 6 / Appendix E).
+OBJECTIVE_LOSSES = {
+    "gem": lambda z, y, beta: gem_loss(z, y, beta=beta, h="linear"),
+    "gem_log_sigmoid": lambda z, y, beta: gem_loss(z, y, beta=beta, h="log_sigmoid"),
+    "ce_entropy": lambda z, y, beta: ce_entropy_loss(z, y, gamma=0.1),
+    "ce": lambda z, y, beta: ce_loss(z, y),
+}
+
+
 @pytest.mark.parametrize("name, beta", [("gem", 0.7), ("gem_log_sigmoid", 0.5), ("ce_entropy", None), ("ce", None)])
 def test_trainer_loss_is_the_objective_on_shifted_logits(tokenizer, base_dir, tmp_path, name, beta):
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
@@ -113,8 +102,18 @@ def test_trainer_loss_is_the_objective_on_shifted_logits(tokenizer, base_dir, tm
                                objective=get_objective(name), beta=beta)
     loss = trainer.compute_loss(model, dict(batch))
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    expected = get_objective(name).compute(*shift_for_causal_lm(logits, batch["labels"]), beta=beta)
+    expected = OBJECTIVE_LOSSES[name](*shift_for_causal_lm(logits, batch["labels"]), beta)
     torch.testing.assert_close(loss, expected)
+
+
+def test_finetune_passes_beta_to_the_one_check(base_dir, tmp_path):
+    """A beta for an objective without one is an error naming it, before any training step."""
+    data = tmp_path / "sft.jsonl"
+    files.write_jsonl(data, sft_rows())
+    with pytest.raises(ValueError, match="objective 'ce_wd' does not use beta"):
+        finetune(base_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "m.json",
+                 objective_name="ce_wd", beta=0.7, seed=3, cfg=TRAIN_CFG)
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "m.json").exists()
 
 
 def test_finetune_writes_a_loadable_model_and_metrics(base_dir, tmp_path):

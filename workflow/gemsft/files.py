@@ -1,9 +1,11 @@
 """File I/O that never leaves a partial output behind: everything is written under a temporary
-name in the destination's directory and renamed into place only when complete."""
+name in the destination's directory and renamed into place only when complete. Also the one
+JSON-lines reader, whose errors name the file and line."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import shutil
@@ -49,20 +51,28 @@ def read_json(path: str | os.PathLike):
         return json.load(f)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSONL file; a malformed line (bad JSON or bad UTF-8) is reported with its file and line number."""
+def read_jsonl(path: str | os.PathLike, limit: int | None = None, name: str | None = None) -> list:
+    """Parsed rows of a JSONL file (gzip-compressed when its name ends in .gz), blank lines skipped,
+    at most `limit` rows (None: all). A malformed line, bad JSON or bad UTF-8, is a one-line
+    ValueError naming the file and the line (1-based, blank lines counted): "{name}:{line}: ...".
+    `name` labels the file in errors (default: `path`; the data loaders pass the mirror-relative path)."""
+    name = str(path) if name is None else name
+    opener = gzip.open if Path(path).suffix == ".gz" else open
     rows = []
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
+        # Bytes, not text mode: an undecodable line is named by its number, and only "\n" ends a line.
         for lineno, raw in enumerate(f, start=1):
+            if limit is not None and len(rows) >= limit:
+                break
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} at offset "
+                raise ValueError(f"{name}:{lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} at offset "
                                  f"{err.start})") from None
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+                raise ValueError(f"{name}:{lineno}: not valid JSON ({err.msg})") from None
     return rows

@@ -2,7 +2,8 @@ from gemsft.rule_script import start
 
 start(snakemake)  # noqa: F821 - injected by Snakemake
 from gemsft import files  # noqa: E402
-from gemsft.evaluate.code import completion, evaluate_code, humaneval_problems  # noqa: E402
+from gemsft.data.humaneval import humaneval_problems  # noqa: E402
+from gemsft.evaluate.code import completion, evaluate_code  # noqa: E402
 from gemsft.evaluate.stage import run_fields, write_stage  # noqa: E402
 from gemsft.sample.plan import read_planned_samples  # noqa: E402
 

@@ -1,36 +1,14 @@
-"""Row reading and validation shared by the real-data loaders: a malformed row is a one-line
-ValueError naming the file, the row index (0-based) and the field, never a silent skip."""
+"""Row validation shared by the real-data loaders and the leaderboard's mirror readers: a malformed
+row is a one-line ValueError naming the file, the row index (0-based) and the field, never a silent
+skip. Reading the rows is `gemsft.files.read_jsonl`'s job."""
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
-from pathlib import Path
 
-
-def read_jsonl_rows(path: str | os.PathLike, name: str | None = None, limit: int | None = None) -> list:
-    """Parsed rows of a (optionally gzip) JSONL file, blank lines skipped, at most `limit` rows."""
-    path = Path(path)
-    name = name or str(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if limit is not None and len(rows) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{name}: row {len(rows)} is not valid JSON ({err.msg})") from None
-    return rows
-
-
-def check_limit(limit: int | None) -> int | None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+def check_limit(limit: int | None, minimum: int = 0) -> int | None:
+    """`limit` itself, checked to be None or an integer >= `minimum` (bools are not integers here)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < minimum):
+        raise ValueError(f"limit must be an integer >= {minimum} or None, got {limit!r}")
     return limit
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from gemsft.data._rows import read_jsonl_rows, string_field
+from gemsft import files
+from gemsft.data._rows import string_field
 
 FINAL_RE = re.compile(r"####\s*(.+?)\s*$")
 NUMBER_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
@@ -39,7 +40,7 @@ def read_gsm8k(path: str | os.PathLike, limit: int | None = None) -> list[dict]:
 
     `answer` is the number after '####' as int (float if not integral), commas removed; `solution` is
     the full original answer text. A malformed row raises ValueError naming file, row and field."""
-    return gsm8k_rows(read_jsonl_rows(path, str(path), limit), str(path))
+    return gsm8k_rows(files.read_jsonl(path, limit), str(path))
 
 
 def gsm8k_rows(rows, name: str) -> list[dict]:

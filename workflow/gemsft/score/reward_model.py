@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, get_cosine_schedule_with_warmup, set_seed
 
 from gemsft import files
-from gemsft.chat_format import load_tokenizer
+from gemsft.chat_format import assistant_turn, load_tokenizer, render_ids, user_turn
 
 PREFERENCE_FIELDS = ("id", "prompt", "chosen", "rejected")
 # Measured on the embedded world (tests/test_reward.py): 2 epochs of 32 pairs at 1e-3 match 3 epochs of
@@ -46,8 +46,8 @@ DEFAULTS = {"epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "seed": 1234, 
 # --------------------------------------------------------------------------- rendering and pooling
 
 def _load_tokenizer(path: str | Path):
-    # SFT's loader (chat template required, pad falls back to EOS): safe here because pooling uses
-    # the attention mask, not `input_ids != pad_token_id`.
+    # The chat format's loader (chat template required, pad falls back to EOS): safe here because
+    # pooling uses the attention mask, not `input_ids != pad_token_id`.
     tokenizer = load_tokenizer(path)
     tokenizer.padding_side = "right"
     return tokenizer
@@ -57,12 +57,10 @@ def render(tokenizer, prompt: str, response: str, max_length: int | None = None)
     """Token ids of the conversation (user prompt, assistant response) as the chat template renders it,
     without a trailing generation prompt. A conversation longer than `max_length` keeps its LAST
     `max_length` tokens: the reward is read at the final token, so the end of the response must stay."""
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
-        tokenize=True, return_dict=True)["input_ids"]
+    ids = render_ids(tokenizer, [user_turn(prompt), assistant_turn(response)])
     if max_length is not None and len(ids) > max_length:
         ids = ids[-max_length:]
-    return list(ids)
+    return ids
 
 
 def _max_length(model, tokenizer, max_length: int | None) -> int:

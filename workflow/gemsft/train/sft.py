@@ -13,33 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, set_seed
 
 from gemsft import files
-from gemsft.chat_format import IGNORE_INDEX, load_tokenizer, tokenize_example
+from gemsft.chat_format import IGNORE_INDEX, build_dataset, load_tokenizer
 from gemsft.objectives import Objective, get_objective
 from gemsft.train.trainer import ObjectiveTrainer, run_training, training_arguments
-
-
-def build_dataset(tokenizer, rows: list[dict], max_length: int, length_policy: str, source: str) -> list[dict]:
-    """Tokenized examples; a row that is too long is dropped (the paper) or truncated (official code)."""
-    if not rows:
-        raise ValueError(f"{source}: the SFT dataset is empty")
-    examples = []
-    for index, row in enumerate(rows):
-        messages = row.get("messages")
-        if not messages or not any(m.get("role") == "assistant" for m in messages):
-            raise ValueError(f"{source}: row {index} has no assistant message in field 'messages'")
-        if any(m.get("role") == "assistant" and not str(m.get("content") or "").strip() for m in messages):
-            raise ValueError(f"{source}: row {index} field 'messages' has an empty assistant message")
-        example = tokenize_example(tokenizer, messages)
-        if len(example["input_ids"]) > max_length:
-            if length_policy == "drop":
-                continue
-            example = {k: v[:max_length] for k, v in example.items()}
-        if all(label == IGNORE_INDEX for label in example["labels"]):
-            continue  # truncation removed every assistant token: nothing to learn from
-        examples.append(example)
-    if not examples:
-        raise ValueError(f"{source}: no example fits train.max_length={max_length}")
-    return examples
 
 
 def load_model(path: str | Path, cfg: dict):
@@ -77,7 +53,7 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         objective=objective,
-        beta=beta if objective.uses_beta else None,
+        beta=beta,  # the run's, None for objectives without one; checked by the trainer's loss lookup
         fused_loss=cfg.get("fused_loss"),
     )
     metrics = run_training(trainer, checkpoint_dir)
