@@ -1,10 +1,15 @@
-"""Multi-GPU launch (gemsft.train.launch): the job's `gpu` resource, the accelerate command, and a real
-two-process torch.distributed run of SFT on CPU (gloo), which must train exactly what one process
-with two gradient-accumulation steps trains (accelerate gives rank r the micro-batches r, r + 2, ...
-of the same shuffled order)."""
+"""Multi-GPU launch (gemsft.train.launch): the job's `gpu` resource, the accelerate command, the job's
+CPU threads split among the launched processes, and a real two-process torch.distributed run of SFT
+on CPU (gloo), which must train exactly what one process with two gradient-accumulation steps trains
+(accelerate gives rank r the micro-batches r, r + 2, ... of the same shuffled order). Also a training
+job's disk: with train.keep_checkpoints false a finished run deletes its checkpoints, and a run that
+stops before its outputs are written keeps them."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
 
 import pytest
@@ -12,7 +17,8 @@ import torch
 
 from gemsft import files
 from gemsft.rule_script import job_gpus
-from gemsft.train.launch import distributed_command, run
+from gemsft.train import launch
+from gemsft.train.launch import distributed_command, job_threads, run, threads_per_process
 
 from test_sft import MESSAGES, TRAIN_CFG  # noqa: E402
 
@@ -32,8 +38,46 @@ def test_distributed_command_is_accelerate_launch_of_this_module():
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in command and "--num_processes=8" in command and "--num_machines=1" in command
     assert command[-4:] == ["-m", "gemsft.train.launch", "finetune", "/tmp/args.json"]
+    assert "--num_cpu_threads_per_process=1" in command
+    assert "--num_cpu_threads_per_process=4" in distributed_command(8, "finetune", "/tmp/args.json", threads=4)
     with pytest.raises(ValueError, match="at least 2 processes"):
         distributed_command(1, "finetune", "/tmp/args.json")
+
+
+def test_each_process_gets_its_share_of_the_jobs_threads(monkeypatch):
+    assert threads_per_process(32, 8) == 4  # profiles/slurm's train job: 32 CPUs, 8 GPUs
+    assert threads_per_process(7, 2) == 3 and threads_per_process(2, 8) == 1 and threads_per_process(5, 1) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "12")  # as gemsft.rule_script sets it to the rule's threads
+    assert job_threads() == 12
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert job_threads() == len(os.sched_getaffinity(0))
+
+
+# Run by each launched process instead of the fine-tuning: what threads it was given.
+THREADS_PROBE = """import json, os, sys, torch
+rank = os.environ["RANK"]
+seen = {"omp": os.environ.get("OMP_NUM_THREADS"), "mkl": os.environ.get("MKL_NUM_THREADS"),
+        "torch": torch.get_num_threads(), "world": os.environ["WORLD_SIZE"]}
+open(os.path.join(sys.argv[1], rank + ".json"), "w").write(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("threads, job_env, share", [(4, "1", 2), (None, "2", 1)])
+def test_launched_processes_run_with_their_share_of_threads(tmp_path, monkeypatch, threads, job_env, share):
+    """The real `accelerate launch` of `run`, with the fine-tuning swapped for a probe: each of the two
+    processes sees OMP_NUM_THREADS and MKL_NUM_THREADS = its share, and torch uses that many threads
+    (the job's threads: the argument, else the job's OMP_NUM_THREADS). Shares of at most 2, because
+    torch uses no more threads than the machine's CPUs (2 here) whatever OMP_NUM_THREADS says."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(THREADS_PROBE)
+    command = launch.distributed_command
+    monkeypatch.setattr(launch, "distributed_command",
+                        lambda *args, **kwargs: command(*args, **kwargs)[:-4] + [str(probe), str(tmp_path)])
+    monkeypatch.setenv("OMP_NUM_THREADS", job_env)
+    monkeypatch.setenv("MKL_NUM_THREADS", job_env)
+    run("finetune", {}, processes=2, threads=threads)
+    seen = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen == [{"omp": str(share), "mkl": str(share), "torch": share, "world": "2"}] * 2
 
 
 def test_unknown_task_is_an_error():
@@ -50,14 +94,16 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path,
     common = {"base_dir": str(base_dir), "data_path": str(tmp_path / "sft.jsonl"), "objective_name": "gem",
               "beta": 0.7, "seed": 3}
 
-    def finetune(name, processes, accumulation):
+    def finetune(name, processes, accumulation, **extra):
         run("finetune", {**common, "out_dir": str(tmp_path / name), "checkpoint_dir": str(tmp_path / f"{name}.ckpt"),
                          "metrics_path": str(tmp_path / f"{name}.json"),
-                         "cfg": {**cfg, "gradient_accumulation_steps": accumulation}}, processes=processes)
+                         "cfg": {**cfg, "gradient_accumulation_steps": accumulation, **extra}}, processes=processes)
         return files.read_json(tmp_path / f"{name}.json")
 
-    distributed, accumulated = finetune("ddp", 2, 1), finetune("ga", 1, 2)
+    distributed, accumulated = finetune("ddp", 2, 1, keep_checkpoints=False), finetune("ga", 1, 2)
     assert distributed["global_steps"] == accumulated["global_steps"] == 4  # 16 rows / (2 x 2)
+    # Rank 0 deleted the finished distributed run's checkpoints; without the key they stay.
+    assert not (tmp_path / "ddp.ckpt").exists() and (tmp_path / "ga.ckpt" / "checkpoint-4").is_dir()
     from transformers import AutoModelForCausalLM
 
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "ddp")
@@ -66,3 +112,29 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path,
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), base.parameters()))
     for x, y in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+
+
+def test_checkpoints_go_only_after_the_outputs_are_written(tmp_path, base_dir, monkeypatch):
+    """keep_checkpoints false: a run that fails while writing its outputs keeps its checkpoints, the
+    rerun resumes from them, and once its model and metrics exist the checkpoint directory is gone."""
+    from gemsft.train import sft
+
+    files.write_jsonl(tmp_path / "sft.jsonl", [{"id": f"r{i}", "messages": MESSAGES} for i in range(8)])
+    ckpt = tmp_path / "ckpt"
+    args = {"base_dir": base_dir, "data_path": tmp_path / "sft.jsonl", "out_dir": tmp_path / "model",
+            "checkpoint_dir": ckpt, "metrics_path": tmp_path / "metrics.json", "objective_name": "ce",
+            "beta": None, "seed": 0, "cfg": {**TRAIN_CFG, "epochs": 1, "keep_checkpoints": False}}
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sft.files, "write_json", disk_full)  # the metrics, written after the model
+    with pytest.raises(OSError, match="disk full"):
+        sft.finetune(**args)
+    monkeypatch.undo()
+    assert (ckpt / "checkpoint-2" / "trainer_state.json").is_file()  # 8 rows / batch 4: the final step
+    shutil.rmtree(tmp_path / "model")  # as Snakemake removes a failed job's outputs
+
+    metrics = sft.finetune(**args)
+    assert metrics["resumed_from"] == "checkpoint-2" and files.read_json(tmp_path / "metrics.json") == metrics
+    assert (tmp_path / "model" / "config.json").is_file() and not ckpt.exists()

@@ -88,6 +88,7 @@ def test_profiles_cover_every_rule():
     for rule in rules:
         resources = slurm["set-resources"][rule]
         assert resources.get("gpu", 0) == GPU_RULES.get(rule, 0), rule
+        assert resources.get("nodes") == (1 if rule in GPU_RULES else None), f"{rule}: GPUs on one node"
         assert "gres" not in resources, f"{rule}: gpu and gres are exclusive in the plugin"
         assert resources["cpus_per_task"] == slurm["set-threads"][rule], rule
         assert resources["mem_mb"] > 0 and resources["runtime"] > 0, rule
@@ -96,6 +97,30 @@ def test_profiles_cover_every_rule():
         assert ("gpu" in test_resources) == (rule in GPU_RULES), rule
         assert test_resources["cpus_per_task"] == test["set-threads"][rule] == local["set-threads"][rule], rule
     assert slurm["set-resources"]["train"]["tasks_per_gpu"] == 0  # one task holding all 8 GPUs
+
+
+class _Resources(dict):
+    """A job's resources as the plugin reads them: `.get` and attributes."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_train_job_asks_for_one_node_with_every_gpu():
+    """The sbatch command the plugin builds for profiles/slurm's `train` job: 8 GPUs and 32 CPUs on
+    one node, one task (the launcher starts one process per GPU with 4 threads each)."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    slurm = load_profile("slurm")
+    resources = _Resources({**slurm["default-resources"], **slurm["set-resources"]["train"]})
+    job = SimpleNamespace(resources=resources, threads=slurm["set-threads"]["train"])
+    params = {"run_uuid": "id", "slurm_logfile": "log", "comment_str": "train", "account": "-A acct",
+              "partition": "-p gpu", "workdir": None}
+    command = (get_submit_command(job, params) + set_gres_string(job)).split()
+    assert {"--nodes=1", "--gpus=8", "--cpus-per-task=32"} <= set(command), command
+    assert not any(arg.startswith(("--ntasks", "--gres")) for arg in command), command
 
 
 def test_slurm_profile_dry_run_needs_no_slurm(tmp_path):

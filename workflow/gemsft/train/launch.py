@@ -4,6 +4,10 @@ A rule's `gpu` resource (profiles/slurm sets it per rule) is the number of GPUs 
 with more than one runs under `accelerate launch` (one process per GPU, torch.distributed; the HF
 Trainer picks up DeepSpeed from `train.deepspeed`), re-entering this module with the job's arguments
 in a JSON file. Sampling uses the same number as vLLM's tensor_parallel_size (`gemsft.sample.generate`).
+
+The job's CPU threads are shared among the processes. gemsft.rule_script sets OMP_NUM_THREADS to the
+rule's threads, and `accelerate launch` gives every process its own OMP_NUM_THREADS, which defaults
+to the launcher's. So without a split, 8 ranks of a 32-thread job would each start 32 threads.
 """
 
 from __future__ import annotations
@@ -16,13 +20,32 @@ import tempfile
 from pathlib import Path
 
 
-def distributed_command(processes: int, task: str, args_json: str | os.PathLike) -> list[str]:
+def job_threads() -> int:
+    """The job's CPU threads: OMP_NUM_THREADS as gemsft.rule_script set it to the rule's threads, else
+    the CPUs this process may run on."""
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        threads = 0
+    if threads >= 1:
+        return threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_process(threads: int, processes: int) -> int:
+    """Each process's share of the job's threads, at least one."""
+    return max(1, threads // max(1, processes))
+
+
+def distributed_command(processes: int, task: str, args_json: str | os.PathLike, threads: int = 1) -> list[str]:
     """`accelerate launch` of `python -m gemsft.train.launch <task> <args_json>` on `processes` processes of
-    one machine (torch.distributed.run underneath; rank and world size come in the environment)."""
+    one machine (torch.distributed.run underneath; rank and world size come in the environment), each
+    with `threads` CPU threads (accelerate sets each process's OMP_NUM_THREADS to it)."""
     if processes < 2:
         raise ValueError(f"a distributed launch needs at least 2 processes, got {processes}")
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}",
             "--num_machines=1", "--machine_rank=0", "--dynamo_backend=no", "--mixed_precision=no",
+            f"--num_cpu_threads_per_process={threads}",
             "-m", "gemsft.train.launch", task, str(args_json)]
 
 
@@ -36,15 +59,19 @@ def run_task(task: str, kwargs: dict) -> None:
     getattr(__import__(module, fromlist=[name]), name)(**kwargs)
 
 
-def run(task: str, kwargs: dict, processes: int) -> None:
-    """Run `task(**kwargs)` here (processes <= 1) or on `processes` processes, one per GPU."""
+def run(task: str, kwargs: dict, processes: int, threads: int | None = None) -> None:
+    """Run `task(**kwargs)` here (processes <= 1) or on `processes` processes, one per GPU, sharing
+    `threads` CPU threads (default: the job's, `job_threads`)."""
     if processes <= 1:
         run_task(task, kwargs)
         return
+    per_process = threads_per_process(threads or job_threads(), processes)
+    # MKL_NUM_THREADS too: the launcher passes it through unchanged (rule_script set it to the job's).
+    env = {**os.environ, "OMP_NUM_THREADS": str(per_process), "MKL_NUM_THREADS": str(per_process)}
     with tempfile.TemporaryDirectory(prefix="gemsft-launch-") as tmp:
         args_json = Path(tmp) / "args.json"
         args_json.write_text(json.dumps(kwargs, default=str))
-        result = subprocess.run(distributed_command(processes, task, args_json))
+        result = subprocess.run(distributed_command(processes, task, args_json, per_process), env=env)
     if result.returncode != 0:
         raise SystemExit(f"distributed {task} on {processes} processes failed (exit code {result.returncode}); "
                          "see the ranks' output above")

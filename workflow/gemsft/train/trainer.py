@@ -145,6 +145,7 @@ def training_arguments(cfg: dict, output_dir: str | Path, seed: int, weight_deca
         save_total_limit=cfg.get("save_total_limit", 1),
         seed=seed,
         data_seed=seed,
+        # False on a GPU node with the CUDA stack (make env-gpu); the CPU stack's torch (make env) sees no GPU.
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,  # every parameter gets a gradient (gemsft.train.launch's DDP runs)
         dataloader_num_workers=0,
