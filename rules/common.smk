@@ -25,8 +25,10 @@ wildcard_constraints:
 
 def train_settings():
     """The train section minus the run matrix, so adding an objective, beta or seed to the config
-    does not re-run the runs that already exist; plus the model's chat template source when set."""
-    settings = {k: v for k, v in config["train"].items() if k not in ("objectives", "gem_betas", "seeds")}
+    does not re-run the runs that already exist, and minus keep_checkpoints, which changes no model
+    (the train script reads it from the config); plus the model's chat template source when set."""
+    settings = {k: v for k, v in config["train"].items()
+                if k not in ("objectives", "gem_betas", "seeds", "keep_checkpoints")}
     if config["model"].get("chat_template_from"):
         settings["chat_template_from"] = config["model"]["chat_template_from"]
     return settings
@@ -144,6 +146,16 @@ if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distri
 # editing any of them re-runs the tables and nothing upstream.
 TABLE_MODULES = [f"{REPORT_DIR}/{name}.py" for name in
                  ("tables", "cells", "claims", "table_files", "labels", "summary_reader", "alignment_tax")]
+DATA_TABLE = "data"  # built from the data directory and the runs' training metrics, not the summary
+
+
+def table_inputs(wildcards):
+    """A table's inputs: the summary and the paper's numbers, or for the data table the data
+    directory (its data_report.json or world.json) and every run's train_metrics.json."""
+    if wildcards.table == DATA_TABLE:
+        return {"data": DATA_DIR, "train_metrics": [f"results/sft/{run.path}/train_metrics.json" for run in RUNS],
+                "modules": [f"{REPORT_DIR}/data_table.py", f"{REPORT_DIR}/table_files.py"]}
+    return {"summary": "results/summary.csv", "paper": PAPER_NUMBERS, "modules": TABLE_MODULES}
 
 
 def next_token_stages(wildcards=None):

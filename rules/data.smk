@@ -22,6 +22,8 @@ if DATA_SOURCE == "world":
 
 else:
 
+    # Beside the data files, data_report.json: rows in and out of each file and the rows dropped per
+    # reason (a conversation or preference pair with an empty turn), shown by the report's data table.
     rule real_data:
         output:
             directory(DATA_DIR),

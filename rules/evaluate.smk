@@ -1,6 +1,7 @@
 # Evaluation (Section 6, Appendix F): code pass@k in a sandbox, math accuracy, diversity of the chat
 # samples, forgetting on knowledge the SFT data never shows (lm-evaluation-harness), token entropy,
 # perplexity and distance from the base model.
+from gemsft.model_loading import loading_settings  # no torch: planning the DAG stays light
 
 
 # The world's code tasks and HumanEval go through the same sandbox in one job.
@@ -93,6 +94,7 @@ rule evaluate_model:
         sft_test=data_file("sft_test"),
         eval_chat=data_file("eval_chat"),
         next_token_kind=config["evaluation"]["next_token_kind"],
+        loading=loading_settings(config["model"]),  # dtype and attention on the job's device
     log:
         "results/logs/evaluate_model/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:

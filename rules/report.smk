@@ -1,7 +1,8 @@
 # Report (Section 6's tables, Figures 2-12): every number with a 95% bootstrap interval over prompts
-# (and seeds), the paper's tables beside the paper's own numbers, and the figures. These rules read
-# only evaluation outputs, so editing a table or figure module or a `report:` option re-runs them
-# and nothing upstream.
+# (and seeds), the paper's tables beside the paper's own numbers, the data table (what real_data
+# dropped, what the length policy left out), and the figures. These rules read only the outputs of
+# other stages, so editing a table or figure module or a `report:` option re-runs them and nothing
+# upstream.
 
 
 # One tidy table of every stage's aggregate rows (with each forgetting metric's alignment tax), for
@@ -38,9 +39,7 @@ rule summary:
 
 rule table:
     input:
-        summary="results/summary.csv",
-        paper=PAPER_NUMBERS,
-        modules=TABLE_MODULES,
+        unpack(table_inputs),
     output:
         csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
@@ -51,6 +50,10 @@ rule table:
         table="|".join(TABLE_NAMES),
     params:
         caption=lambda wildcards: TABLE_CAPTIONS[wildcards.table],
+        # the data table names the policy its SFT column counts
+        length_policy=lambda wildcards: ({"policy": config["train"]["length_policy"],
+                                          "max_length": config["train"]["max_length"]}
+                                         if wildcards.table == DATA_TABLE else None),
     log:
         "results/logs/report/table_{table}.log",
     conda:

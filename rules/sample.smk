@@ -2,6 +2,8 @@
 # temperature 0.6, top_k 50, top_p 0.9 (chat 32, code 200 per problem, math 16 plus a greedy
 # answer). The base model answers the chat prompts in its pretraining frame (Table 2's
 # "pre-trained" row).
+from gemsft.model_loading import loading_settings  # no torch: planning the DAG stays light
+from gemsft.sample.base_prompt import base_chat_settings, base_config
 
 
 ruleorder: sample_base > sample
@@ -19,6 +21,7 @@ rule sample:
         batch_size=config["sampling"]["batch_size"],
         tasks={task: sampling_settings(task) for task in TASKS},
         prompt_format="chat",
+        loading=loading_settings(config["model"]),  # dtype and attention on the job's device
     log:
         "results/logs/sample/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:
@@ -39,8 +42,10 @@ rule sample_base:
         model_dir=base_model_dir,
         backend=config["sampling"]["backend"],
         batch_size=config["sampling"]["batch_size"],
-        tasks={"chat": sampling_settings("chat")},
-        prompt_format="qa",
+        # sampling.base: the first `prompts` chat prompts after `shots` worked examples (Table 2's 5-shot row).
+        tasks={"chat": base_chat_settings(config["sampling"])},
+        shots=base_config(config["sampling"])["shots"],
+        loading=loading_settings(config["model"]),
     log:
         "results/logs/sample/{model}/base.log",
     benchmark:
@@ -48,4 +53,4 @@ rule sample_base:
     conda:
         "../envs/eval.yaml"
     script:
-        "../workflow/scripts/sample.py"
+        "../workflow/scripts/sample_base.py"

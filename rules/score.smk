@@ -1,6 +1,7 @@
 # Reward model and best-of-N (Section 6, Table 3, Figure 7a): a Bradley-Terry reward model scores
 # every sampled chat response and the reference answer; best-of-N is the expected reward of the best
 # of N samples over all size-N subsets, and the win rate is P(best beats the reference).
+from gemsft.model_loading import loading_settings  # no torch: planning the DAG stays light
 
 
 rule reward_model:
@@ -47,6 +48,7 @@ rule evaluate_chat:
         compat=config["evaluation"]["compat"],
         batch_size=config["reward_model"].get("batch_size", 32),
         max_length=config["reward_model"].get("max_length", 2048),
+        loading=loading_settings(config["reward_model"]),  # dtype and attention on the job's device
     log:
         "results/logs/evaluate_chat/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:

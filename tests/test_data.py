@@ -83,7 +83,8 @@ def test_ultrafeedback_sft_and_preferences():
                                       {"role": "assistant", "content": row["chosen"]}]
         assert pref == {"id": record["id"], "family": "chat", "prompt": row["prompt"], "chosen": row["chosen"],
                         "rejected": row["rejected"]}
-    # The real subset has one empty chosen and one empty rejected answer: kept, not skipped.
+    # The real subset has one empty chosen and one empty rejected answer: loaded as they are; the
+    # real_data stage drops them (tests/test_data_report.py).
     assert sum(not r["chosen"] for r in prefs) == 1 and sum(not r["rejected"] for r in prefs) == 1
     assert len(load_preferences("ultrafeedback_test", MIRROR)) == 200
 
@@ -196,8 +197,8 @@ def good_uf(i):
     ("ultrafeedback/train_clean.jsonl", [good_uf(0), {**good_uf(1), "rejected": None}],
      lambda m: load_preferences("ultrafeedback_train", m),
      "ultrafeedback/train_clean.jsonl: row 1 has no string field 'rejected'"),
-    ("ultrafeedback/eval_clean.jsonl", [{**good_uf(0), "prompt": "  "}],
-     lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 0 has an empty string field 'prompt'"),
+    ("ultrafeedback/eval_clean.jsonl", [{**good_uf(0), "prompt": 3}],
+     lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 0 has no string field 'prompt'"),
     ("ultrafeedback/eval_clean.jsonl", [good_uf(0), {**good_uf(1), "source_index": "x"}],
      lambda m: load_sft("ultrafeedback_test", m), "ultrafeedback/eval_clean.jsonl: row 1 has no integer field 'source_index'"),
     ("ultrafeedback/eval_clean.jsonl", [good_uf(0), "{not json", good_uf(2)],
@@ -336,7 +337,7 @@ def test_write_real_data_writes_every_file(tmp_path):
     out = tmp_path / "real"
     summary = write_real_data(CONFIG, MIRROR, out)
     expected = {FILES[k] for k in ("sft_train", "sft_test", "eval_chat", "eval_code", "eval_math", "preferences",
-                                   "pretrain", "summary")} | {"eval_creative.jsonl"}
+                                   "pretrain", "summary")} | {"eval_creative.jsonl", "data_report.json"}
     assert {p.name for p in out.iterdir()} == expected
     assert summary["counts"] == {"sft_train": 20, "sft_test": 5, "eval_chat": 8, "eval_code": 4, "eval_math": 6,
                                  "preferences": 30, "eval_creative": 3, "pretrain": 7}

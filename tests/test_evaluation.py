@@ -19,11 +19,13 @@ from gemsft.evaluate.code import evaluate_code, humaneval_program, world_program
 from gemsft.evaluate.math_accuracy import evaluate_math
 from gemsft.evaluate.code import pass_at_k
 from gemsft.report.metrics_table import write_metrics_table
-from gemsft.evaluate.stage import write_stage
+from gemsft.evaluate.stage import TRUNCATED, truncation_rows, write_stage
 
 
-def rows_of(samples_by_prompt: dict[str, list[str]]) -> list[dict]:
-    return [{"prompt_id": pid, "sample_index": i, "text": t}
+def rows_of(samples_by_prompt: dict[str, list[str]], cut: set[tuple[str, int]] = frozenset()) -> list[dict]:
+    """Sample rows as the sampler writes them; (prompt, index) pairs in `cut` ran to max_tokens."""
+    return [{"prompt_id": pid, "sample_index": i, "text": t,
+             "finish_reason": "length" if (pid, i) in cut else "stop"}
             for pid, texts in samples_by_prompt.items() for i, t in enumerate(texts)]
 
 
@@ -42,7 +44,8 @@ def test_math_greedy_majority_and_pass_rate():
     # a: majority 11 (wrong); b: tie 5 vs 3 broken by first occurrence -> 5 (wrong)
     assert value(rows, "majority_accuracy", 4) == 0.0
     assert value(rows, "pass_rate", 4) == 100.0
-    assert len(per_prompt) == 6
+    assert value(rows, "truncated") == 0.0
+    assert len(per_prompt) == 8  # three metrics and the truncated share per question
 
 
 def test_math_paper_compat_rounds_to_integers():
@@ -121,8 +124,10 @@ def test_chat_diversity_rows_include_world_coverage():
               "p": {"apple": 0.4, "cherry": 0.3, "strawberry": 0.1, "raspberry": 0.1, "tomato": 0.1}}
     texts = ["Of course! Here is one: cherry.", "Of course! Here is one: apple.",
              "Of course! Here is one: banana.", "Of course! Here is one: cherry."]
-    rows, per_prompt = chat_diversity([record], rows_of({record["id"]: texts}), sbert_model=FakeEncoder())
+    rows, per_prompt = chat_diversity([record], rows_of({record["id"]: texts}, cut={(record["id"], 2)}),
+                                      sbert_model=FakeEncoder())
     assert value(rows, "acceptance") == 75.0
+    assert value(rows, TRUNCATED) == 25.0  # the base model's chat samples get the share too
     assert value(rows, "coverage") == pytest.approx(100 * 2 / 5)
     emb = FakeEncoder().encode(texts)
     from gemsft.evaluate.diversity_metrics import ngram_diversity, sbert_diversity_from_embeddings, self_bleu_diversity
@@ -171,3 +176,27 @@ def test_best_of_n_larger_than_chat_samples_is_a_config_error():
     config["evaluation"]["bon_n"] = [1, 64]
     with pytest.raises(ValueError, match="'evaluation.bon_n': best-of-64 needs sampling.tasks.chat.n >= 64"):
         check_consistency(config)
+
+
+def test_truncated_share_counts_samples_that_ran_to_max_tokens():
+    """Each stage that reads samples reports the percentage cut at max_tokens: per prompt, weighted by
+    its samples, so the aggregate is the share of all samples (math counts its greedy answers too)."""
+    records = [{"id": "a", "answer": 12}, {"id": "b", "answer": 3}]
+    samples = rows_of({"a": ["The answer is: 12"] * 4, "b": ["The answer is: 3"] * 4},
+                      cut={("a", 0), ("a", 1), ("b", 3)})
+    greedy = rows_of({"a": ["The answer is: 12"], "b": ["The answer is: 3 and"]}, cut={("b", 0)})
+    rows, per_prompt = evaluate_math(records, greedy, samples)
+    assert value(rows, TRUNCATED) == pytest.approx(100 * 4 / 10)
+    assert {r["prompt_id"]: r["value"] for r in per_prompt if r["metric"] == TRUNCATED} == \
+        pytest.approx({"a": 100 * 2 / 5, "b": 100 * 2 / 5})
+    record = {"id": "code/add/3", "entry_point": "add_3", "tests": ["assert add_3(1) == 4"]}
+    code_rows, _, _ = evaluate_code([record], rows_of({record["id"]: ["def add_3(x):\n    return x + 3"] * 4},
+                                                      cut={(record["id"], 2)}), "code", [1], timeout_s=5)
+    assert value(code_rows, TRUNCATED) == 25.0
+    # Unequal sample counts: the aggregate is over samples, not a mean of per-prompt shares.
+    uneven = truncation_rows("chat", ["x", "y"], rows_of({"x": ["."], "y": ["."] * 3}, cut={("x", 0)}))
+    from gemsft.evaluate.stage import mean_rows
+
+    assert value(mean_rows(uneven), TRUNCATED) == 25.0
+    with pytest.raises(ValueError, match="chat sample 0 of prompt 'x' has finish_reason None"):
+        truncation_rows("chat", ["x"], [{"prompt_id": "x", "sample_index": 0, "text": "."}])

@@ -206,7 +206,7 @@ def test_mismatched_models_raise(base_dir, make_tiny_model, tmp_path):
     with pytest.raises(ValueError, match=r"parameter names differ: 'model.norm.weight' in .* vs "
                        r"'model.layers.2.self_attn.q_proj.weight' in .*deep"):
         parameter_distance(base_dir, tmp_path / "deep")
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match="missing: model directory not found"):
         parameter_distance(base_dir, tmp_path / "missing")
 
 

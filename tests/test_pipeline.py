@@ -197,7 +197,9 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
         for ext in ("csv", "md", "tex"):
             assert (default_run / f"results/tables/{name}.{ext}").stat().st_size > 0, (name, ext)
         prov = files.read_json(default_run / f"results/tables/{name}.provenance.json")
-        assert prov["config_hash"] and prov["versions"]["gemsft"] and "results/summary.csv" in prov["inputs"]
+        # The data table reads the data stage's counts and the training metrics, not the summary.
+        source = "results/data/world.json" if name == "data" else "results/summary.csv"
+        assert prov["config_hash"] and prov["versions"]["gemsft"] and source in prov["inputs"], (name, prov["inputs"])
     for name in FIGURES:
         if name == "fig12_model_gains":  # one model in the default tier
             assert not (default_run / f"figures/{name}.png").exists()

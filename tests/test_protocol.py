@@ -1,7 +1,9 @@
 """config/paper.yaml against the paper's settings (../shared/PROTOCOL.md), and the paper-config plan.
 
 A drift in the paper config (a changed learning rate, a missing beta) fails here, with the setting
-and the paper's value in the message.
+and the paper's value in the message. Also the pre-trained row's protocol (Appendix F.1, Table 2):
+the base model answers the first 100 chat prompts after 5 worked examples, while the embedded
+default keeps its 0-shot prompts and samples.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ PAPER_SETTINGS = {
     ("evaluation", "bon_n"): [1, 2, 4, 8, 16, 32],
     ("evaluation", "pass_k"): [1, 2, 5, 10, 20, 50, 100, 200],
     ("evaluation", "compat"): None,
+    ("sampling", "base"): {"shots": 5, "prompts": 100},  # F.1 / Table 2: the pre-trained row, 5-shot
+    # The official code saves no checkpoints: one resumable checkpoint while a run trains, none after.
+    ("train", "save_total_limit"): 1,
+    ("train", "keep_checkpoints"): False,
 }
 SAMPLES_PER_PROMPT = {"chat": 32, "humaneval": 200, "math": 16}
 GLOBAL_BATCH, GPUS = 128, 8  # the paper's global batch; 8 GPUs per training job
@@ -114,4 +120,106 @@ def test_paper_config_plans_every_job_without_a_gpu(tmp_path, paper):
     assert counts["sample"] == runs and counts["evaluate_chat"] == runs and counts["evaluate_code"] == runs
     assert counts["evaluate_model"] == runs + 1  # and the base model
     # Figure 11 compares with the world's true next-token distribution; real data has none.
-    assert counts["sample_base"] == 1 and counts["figure"] == 6 and counts["table"] == 7
+    from gemsft.report.registry import TABLE_NAMES
+
+    assert counts["sample_base"] == 1 and counts["figure"] == 6 and counts["table"] == len(TABLE_NAMES)
+
+
+# --------------------------------------------------------------------- the pre-trained row (F.1)
+
+def test_default_config_samples_the_base_model_zero_shot():
+    """The schema's defaults, filled in at load time: no worked examples, the chat task's prompts."""
+    from gemsft.config import validate_config
+
+    config = merged()
+    validate_config(config, str(REPO / "config/schema/config.schema.yaml"))
+    assert config["sampling"]["base"] == {"shots": 0, "prompts": None}
+    assert config["train"]["keep_checkpoints"] is False
+
+
+def base_data(tmp_path, prompts=120):
+    """A data directory: `prompts` chat prompts, and SFT conversations of which the second is two turns."""
+    from gemsft import files
+    from gemsft.data.world import FILES
+
+    files.write_jsonl(tmp_path / FILES["eval_chat"],
+                      [{"id": f"c{i}", "prompt": f"Question {i}?"} for i in range(prompts)])
+    sft = [{"id": f"s{i}", "messages": [{"role": "user", "content": f"Ask {i}"},
+                                        {"role": "assistant", "content": f"Answer {i}."}]} for i in range(7)]
+    sft[1]["messages"] += [{"role": "user", "content": "And?"}, {"role": "assistant", "content": "More."}]
+    files.write_jsonl(tmp_path / FILES["sft_train"], sft)
+    return tmp_path
+
+
+def test_paper_config_plans_100_prompts_after_5_worked_examples(tmp_path, paper):
+    from gemsft.sample.base_prompt import base_chat_settings, base_config, base_requests
+
+    data = base_data(tmp_path)
+    settings = base_chat_settings(paper["sampling"])
+    assert settings["prompts"] == 100 and settings["n"] == 32  # the base row's prompts; chat's n
+    [request] = base_requests(data, {"chat": settings}, ["chat"], base_config(paper["sampling"])["shots"]).values()
+    assert [p["id"] for p in request.prompts] == [f"c{i}" for i in range(100)]
+    assert request.prompt_format == "raw" and request.spec.n == 32
+    # Five single-turn SFT conversations (s1 has two turns, so it is skipped), then the prompt's frame.
+    shots = "".join(f"Q: Ask {i}\nA: Answer {i}.\n\n" for i in (0, 2, 3, 4, 5))
+    assert request.prompts[7]["prompt"] == shots + "Q: Question 7?\nA:"
+
+
+def test_too_few_worked_examples_is_an_error(tmp_path):
+    from gemsft.sample.base_prompt import few_shot_examples
+
+    data = base_data(tmp_path)
+    assert [e["id"] for e in few_shot_examples(data, 6)] == ["s0", "s2", "s3", "s4", "s5", "s6"]
+    with pytest.raises(ValueError, match="sampling.base.shots is 7, but only 6 conversations"):
+        few_shot_examples(data, 7)
+
+
+def test_the_diversity_stage_reads_the_base_rows_planned_prompts(tmp_path, paper):
+    """`base_sampling` is the plan the base model's samples file is checked against: its 100 prompts."""
+    from gemsft import files
+    from gemsft.data.world import FILES
+    from gemsft.sample.base_prompt import base_sampling
+    from gemsft.sample.plan import read_planned_samples
+
+    data = base_data(tmp_path)
+    rows = [{"prompt_id": f"c{i}", "sample_index": j, "text": "x", "num_tokens": 1, "finish_reason": "stop"}
+            for i in range(100) for j in range(32)]
+    files.write_jsonl(tmp_path / "chat.jsonl", rows)
+    records = files.read_jsonl(data / FILES["eval_chat"])
+    planned, read = read_planned_samples(tmp_path / "chat.jsonl", data, base_sampling(paper["sampling"]), "chat",
+                                         records)
+    assert len(planned) == 100 and read == rows
+    with pytest.raises(ValueError, match="has 0 of its 32 samples"):  # the chat task's plan: all 120 prompts
+        read_planned_samples(tmp_path / "chat.jsonl", data, paper["sampling"], "chat", records)
+
+
+def test_the_next_question_is_cut_off():
+    from gemsft.sample.base_prompt import cut_at_next_turn
+
+    rows = [{"text": "Paris.\n\nQ: And Spain?\nA: Madrid.", "num_tokens": 12, "finish_reason": "length"},
+            {"text": "Rome, the capital.", "num_tokens": 6, "finish_reason": "stop"},
+            {"text": "Q&A: none", "num_tokens": 5, "finish_reason": "length"}]
+    assert cut_at_next_turn(rows) == [{"text": "Paris.", "num_tokens": 12, "finish_reason": "stop"}, rows[1], rows[2]]
+
+
+def test_zero_shot_base_samples_are_the_qa_formats(tmp_path, base_dir):
+    """The embedded default's base samples are unchanged: with 0 shots, the base requests (framed
+    prompts in the raw format) give exactly the rows of the "qa" format; with shots, other prompts."""
+    from gemsft.sample.base_prompt import base_requests
+    from gemsft.sample.generate import encode_prompts, generate, generate_requests
+    from gemsft.sample.plan import SamplingSpec, sample_requests
+
+    data = base_data(tmp_path, prompts=3)
+    spec = {"n": 2, "max_tokens": 8, "temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42}
+    settings = {**spec, "prompts": None}
+    [request] = base_requests(data, {"chat": settings}, ["chat"], 0).values()
+    [old] = sample_requests(data, {"chat": settings}, ["chat"], "qa").values()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    assert encode_prompts(tokenizer, [p["prompt"] for p in request.prompts], "raw") == encode_prompts(
+        tokenizer, [p["prompt"] for p in old.prompts], "qa")
+    rows = generate_requests(base_dir, [request], backend="hf")[0]
+    assert rows and rows == generate(base_dir, old.prompts, SamplingSpec(**spec), backend="hf", prompt_format="qa")
+    [shot] = base_requests(data, {"chat": settings}, ["chat"], 2).values()
+    assert all(p["prompt"].startswith("Q: Ask 0\nA: Answer 0.\n\nQ: Ask 2\n") for p in shot.prompts)

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from gemsft import files
+from gemsft.sample import decoding, vllm_backend
 from gemsft.sample import generate as sampling
 from gemsft.data import world
 from gemsft.sample.plan import SamplingSpec, read_samples, write_samples
@@ -125,9 +126,10 @@ def test_resolve_backend(model_dir, tmp_path, monkeypatch):
     (odd / "config.json").write_text(json.dumps(
         {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4}))
     if not torch.cuda.is_available():
-        assert not sampling.vllm_supports(odd)
+        assert not vllm_backend.vllm_supports(odd)
         assert resolve_backend("auto", odd) == "hf"
-    monkeypatch.setattr(sampling, "vllm_available", lambda: False)
+    for module in (sampling, vllm_backend):  # resolve_backend and vllm_supports each ask
+        monkeypatch.setattr(module, "vllm_available", lambda: False)
     assert resolve_backend("auto") == "hf" and resolve_backend("auto", model_dir) == "hf"
 
 
@@ -139,10 +141,10 @@ def test_prompts_per_call_bounds_sequences():
 
 def test_finish_cuts_at_the_first_eos_and_counts_it():
     eos = [2]
-    assert sampling._finish([5, 0, 7, 2, 0, 0], eos, 10) == ([5, 0, 7, 2], "stop")  # pad id 0 generated
-    assert sampling._finish([5, 6, 7], eos, 3) == ([5, 6, 7], "length")
-    assert sampling._finish([5, 6, 2], eos, 3) == ([5, 6, 2], "stop")
-    assert sampling._finish([5, 9, 6], [2, 9], 3) == ([5, 9], "stop")
+    assert decoding.finish([5, 0, 7, 2, 0, 0], eos, 10) == ([5, 0, 7, 2], "stop")  # pad id 0 generated
+    assert decoding.finish([5, 6, 7], eos, 3) == ([5, 6, 7], "length")
+    assert decoding.finish([5, 6, 2], eos, 3) == ([5, 6, 2], "stop")
+    assert decoding.finish([5, 9, 6], [2, 9], 3) == ([5, 9], "stop")
 
 
 # ------------------------------------------------------------------------------- hf backend
@@ -251,13 +253,13 @@ def test_trained_chat_model_answers_through_the_chat_template(pipeline_run):
 
 VLLM_SCRIPT = textwrap.dedent('''
     import json, sys, time
-    from gemsft.sample import generate as sampling
+    from gemsft.sample import decoding, generate as sampling
     from gemsft.sample.plan import SamplingSpec
 
     def main(model_dir, prompts_json, out):
         prompts = json.loads(prompts_json)
         result = {"auto": sampling.resolve_backend("auto", model_dir)}
-        tokenizer = sampling._load_tokenizer(model_dir)
+        tokenizer = decoding.load_sampling_tokenizer(model_dir)
         ids = sampling.encode_prompts(tokenizer, [p["prompt"] for p in prompts], "chat")
         start = time.time()
         greedy = SamplingSpec(n=1, temperature=0, max_tokens=12)
@@ -341,7 +343,7 @@ def test_sample_requests_follow_the_config(tmp_path):
 
 
 def test_vllm_engine_is_split_over_the_jobs_gpus(monkeypatch, tmp_path):
-    """On GPUs the engine gets the job's GPUs as tensor_parallel_size and the checkpoint's dtype (the
+    """On GPUs the engine gets the job's GPUs as tensor_parallel_size and model.dtype's (auto: bf16; the
     engine itself is replaced: this machine has no GPU)."""
     vllm = pytest.importorskip("vllm")
     seen = {}
@@ -351,12 +353,15 @@ def test_vllm_engine_is_split_over_the_jobs_gpus(monkeypatch, tmp_path):
             seen.update(kwargs)
             raise RuntimeError("stop after construction")
 
-    monkeypatch.setattr(sampling, "_cuda_available", lambda: True)
-    monkeypatch.setattr(sampling, "_load_tokenizer", lambda model_dir: None)
-    monkeypatch.setattr(sampling, "_eos_ids", lambda tokenizer, model_dir: [0])
+    monkeypatch.setattr(vllm_backend, "cuda_available", lambda: True)
+    monkeypatch.setattr(vllm_backend, "load_sampling_tokenizer", lambda model_dir: None)
+    monkeypatch.setattr(vllm_backend, "stop_ids_of", lambda tokenizer, model_dir: [0])
     monkeypatch.setattr(vllm, "LLM", Engine)
     spec = SamplingSpec(n=2, max_tokens=4)
     for gpus, expected in ((8, 8), (1, 1), (0, 1)):
         with pytest.raises(RuntimeError, match="stop after construction"):
-            sampling._generate_vllm(tmp_path, [([[1, 2]], spec)], 64, gpus)
-        assert seen["tensor_parallel_size"] == expected and seen["dtype"] == "auto" and not seen["enforce_eager"]
+            vllm_backend.generate_vllm(tmp_path, [([[1, 2]], spec)], 64, gpus)
+        assert seen["tensor_parallel_size"] == expected and seen["dtype"] == "bfloat16" and not seen["enforce_eager"]
+    with pytest.raises(RuntimeError, match="stop after construction"):
+        vllm_backend.generate_vllm(tmp_path, [([[1, 2]], spec)], 64, 1, loading={"dtype": "float16"})
+    assert seen["dtype"] == "float16"

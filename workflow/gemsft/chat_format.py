@@ -17,12 +17,16 @@ def load_tokenizer(path: str | Path, chat_template_from: str | Path | None = Non
     """The tokenizer of a model, with the chat template of `chat_template_from` (a directory or hub id)
     when given: the paper formats Llama-3.1-8B's data with Llama-3.1-8B-Instruct's template. Without a
     pad token, EOS pads. `chat_template_required` False: a base model's tokenizer (sampling with
-    the "qa" or "raw" prompt format) may have no template."""
+    the "qa" or "raw" prompt format) may have no template. Hub ids resolve through
+    `gemsft.model_loading.resolve_model` (the local Hugging Face cache), as the models do."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    from gemsft.model_loading import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(path)))
     if chat_template_from:
-        template = AutoTokenizer.from_pretrained(str(chat_template_from)).chat_template
+        source = resolve_model(chat_template_from, tokenizer_only=True)
+        template = AutoTokenizer.from_pretrained(str(source)).chat_template
         if not template:
             raise ValueError(f"model.chat_template_from: {chat_template_from} has no chat_template")
         tokenizer.chat_template = template
@@ -128,3 +132,43 @@ def build_dataset(tokenizer, rows: list[dict], max_length: int, length_policy: s
     if not examples:
         raise ValueError(f"{source}: no example fits train.max_length={max_length}")
     return examples
+
+
+# --------------------------------------------------------------------------- where a turn ends
+
+# Assistant content the template renders verbatim (no whitespace for a `| trim` to strip, no
+# characters a template would escape), so the text after it is exactly what closes the turn.
+_TURN_PROBE = "gemsftturnprobe"
+
+
+def _special_ids(tokenizer) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(i for i, token in decoder.items() if getattr(token, "special", False))
+    return ids
+
+
+def end_of_turn_id(tokenizer) -> int | None:
+    """The special token the chat template closes an assistant turn with (Llama-3.1: <|eot_id|>,
+    ChatML: <|im_end|>, the world's template: EOS), or None without a template or when the text after
+    the assistant's content holds no special token.
+
+    Found by rendering a one-turn conversation whose reply is a probe word and taking the first
+    special token after the probe: an SFT model learns to emit exactly that token, so it is where
+    its samples end, whatever the base model's EOS is."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    text = tokenizer.apply_chat_template([user_turn("Hi"), assistant_turn(_TURN_PROBE)], tokenize=False)
+    at = text.rfind(_TURN_PROBE)
+    if at < 0:
+        raise ValueError("the chat template does not render the assistant's content; "
+                         "cannot find where an assistant turn ends")
+    special = _special_ids(tokenizer)
+    return next((i for i in encode_rendered(tokenizer, text[at + len(_TURN_PROBE):]) if i in special), None)
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The ids that end an assistant reply: the template's end-of-turn token, then EOS (the base
+    model's own stop), without repeats. The world's template ends turns with EOS, so it is [EOS]."""
+    ids = [i for i in (end_of_turn_id(tokenizer), tokenizer.eos_token_id) if i is not None]
+    return list(dict.fromkeys(ids))

@@ -14,6 +14,7 @@ records, samples = read_planned_samples(sm.input.samples, sm.input.data, sm.conf
                                         files.read_jsonl(sm.params.records))
 run = run_fields(sm.wildcards)
 write_chat_quality(records, samples, sm.params.reward_model, sm.output.scores, sm.output.chat_quality, run, sm.config,
-                   sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat)
+                   sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat,
+                   loading=sm.params.loading)
 write_diversity(records, samples, sm.output.diversity, sm.output.export, run, sm.config, compat=sm.params.compat,
                 world=sm.params.world)

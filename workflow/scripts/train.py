@@ -10,5 +10,5 @@ sm = snakemake  # noqa: F821
 run("finetune", dict(base_dir=sm.params.base, data_path=sm.params.data, out_dir=sm.output.model,
                      checkpoint_dir=sm.params.checkpoints, metrics_path=sm.output.metrics,
                      objective_name=sm.wildcards.objective, beta=parse_beta(sm.wildcards.beta),
-                     seed=int(sm.wildcards.seed), cfg=sm.params.train_cfg),
+                     seed=int(sm.wildcards.seed), cfg={**sm.params.train_cfg, "keep_checkpoints": sm.config["train"]["keep_checkpoints"]}, loading=sm.params.loading),
     processes=job_gpus(sm.resources))

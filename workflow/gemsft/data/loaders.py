@@ -114,13 +114,14 @@ def load_sft(name: str, mirror: Path | None = None, limit: int | None = None) ->
     """SFT conversations {id, family: "chat", messages} of an UltraFeedback dataset.
 
     Mirror: messages = [user: prompt, assistant: chosen]. Hub: the `messages` field as is
-    (several turns and a system message allowed)."""
+    (several turns and a system message allowed). Empty turns are kept here, as the data has them;
+    `gemsft.data.write` drops their rows and reports them."""
     rows, label, from_mirror = _rows(name, "ultrafeedback", mirror, limit, _jsonl)
     records = []
     for i, row in enumerate(rows):
         check_row(row, label, i)
         if from_mirror:
-            messages = [{"role": "user", "content": string_field(row, "prompt", label, i)},
+            messages = [{"role": "user", "content": string_field(row, "prompt", label, i, allow_empty=True)},
                         {"role": "assistant", "content": string_field(row, "chosen", label, i, allow_empty=True)}]
         else:
             messages = _messages(row, label, i)
@@ -145,7 +146,7 @@ def load_preferences(name: str, mirror: Path | None = None, limit: int | None = 
     records = []
     for i, row in enumerate(rows):
         check_row(row, label, i)
-        prompt = string_field(row, "prompt", label, i)
+        prompt = string_field(row, "prompt", label, i, allow_empty=True)
         if from_mirror:
             chosen = string_field(row, "chosen", label, i, allow_empty=True)
             rejected = string_field(row, "rejected", label, i, allow_empty=True)

@@ -12,6 +12,14 @@ from gemsft.data.sources import get_source
 
 # The extra file of the creative-writing prompts (the world has none).
 CREATIVE_FILE = "eval_creative.jsonl"
+# What real_data drops and why, per output file (`clean`), beside the data files.
+DATA_REPORT = "data_report.json"
+EMPTY_TURN = "empty_turn"
+# Train.length_policy needs the model's tokenizer, which this stage does not have (the tiny model's
+# is trained on the corpus written here), so over-length rows are dropped or truncated by SFT's
+# `gemsft.chat_format.build_dataset`, and each run's train_metrics.json counts them.
+LENGTH_POLICY_NOTE = ("over-length rows: train.length_policy at train.max_length, applied by SFT; each run's "
+                      "train_metrics.json has rows (read) and examples (trained on)")
 
 # section -> (dataset kind it accepts, loader, output file key, default dataset); keys: dataset, limit
 SECTIONS = {
@@ -74,6 +82,45 @@ def load_real_data(cfg: dict, mirror: Path | None) -> tuple[dict[str, list[dict]
     return records, origins
 
 
+# --------------------------------------------------------------------------------------- hygiene
+
+def _turns(out: str, record: dict) -> list[str] | None:
+    """The user and assistant turns of a conversation or preference pair (a system message may be
+    empty); None for files of other kinds."""
+    if out in ("sft_train", "sft_test"):
+        return [m["content"] for m in record["messages"] if m["role"] in ("user", "assistant")]
+    if out == "preferences":
+        return [record["prompt"], record["chosen"], record["rejected"]]
+    return None
+
+
+def clean(out: str, rows: list[dict]) -> tuple[list[dict], dict]:
+    """(kept rows, report) of one output file: a row with an empty or whitespace-only turn is
+    dropped (SFT cannot learn an empty reply: UltraFeedback's mirror has one, train row 833). The
+    report: rows_in, rows_out, dropped {reason: count} and dropped_ids {reason: [ids]}."""
+    kept, dropped = [], []
+    for row in rows:
+        turns = _turns(out, row)
+        if turns is not None and any(not turn.strip() for turn in turns):
+            dropped.append(row["id"])
+        else:
+            kept.append(row)
+    reasons = {EMPTY_TURN: dropped} if dropped else {}
+    return kept, {"rows_in": len(rows), "rows_out": len(kept),
+                  "dropped": {reason: len(ids) for reason, ids in reasons.items()}, "dropped_ids": reasons}
+
+
+def data_report(records: dict[str, list[dict]], origins: dict, names: dict[str, str]) -> tuple[dict, dict]:
+    """(kept records, the data report written as data_report.json)."""
+    kept, report = {}, {"files": {}, "length_policy": LENGTH_POLICY_NOTE}
+    for out, rows in records.items():
+        kept[out], counts = clean(out, rows)
+        report["files"][out] = {"file": names[out], "dataset": origins[out]["dataset"], **counts}
+        if not kept[out]:
+            raise ValueError(f"real data: every row of {out} ({origins[out]['dataset']}) has an empty turn")
+    return kept, report
+
+
 def write_real_data(cfg: dict, mirror: Path | None, out_dir: str | Path) -> dict:
     """Load the configured real datasets and write them into `out_dir` with the world's file names.
 
@@ -91,15 +138,19 @@ def write_real_data(cfg: dict, mirror: Path | None, out_dir: str | Path) -> dict
     - creative: {dataset: poem | story, limit} -> eval_creative.jsonl ({id, prompt}).
 
     `limit` null or absent = every row. `mirror` is `sources.mirror_root(...)` (None = the hub).
-    Only configured sections are written, plus world.json (config, counts, the origin of every file).
-    Everything is loaded and validated before writing, and the directory appears atomically, so an
-    error leaves no (partial) out_dir behind. Returns the summary written to world.json."""
+    Only configured sections are written, plus world.json (config, counts of the rows written, the
+    origin of every file) and data_report.json (`data_report`: rows in, out and dropped per reason,
+    per file). Everything is loaded and validated before writing, and the directory appears
+    atomically, so an error leaves no (partial) out_dir behind. Returns the summary written to
+    world.json."""
     records, origins = load_real_data(cfg, mirror)
+    names = {**FILES, "eval_creative": CREATIVE_FILE}
+    records, report = data_report(records, origins, names)
     summary = {"config": cfg, "source": "real", "mirror": mirror is not None,
                "counts": {name: len(rows) for name, rows in records.items()}, "origins": origins}
-    names = {**FILES, "eval_creative": CREATIVE_FILE}
     with files.atomic_path(out_dir, directory=True) as tmp:
         for name, rows in records.items():
             files.write_jsonl(tmp / names[name], rows)
         files.write_json(tmp / FILES["summary"], summary)
+        files.write_json(tmp / DATA_REPORT, report)
     return summary

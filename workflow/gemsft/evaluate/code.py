@@ -14,7 +14,7 @@ import numpy as np
 
 from gemsft.data.world.code import extract_code
 from gemsft.evaluate.sandbox import run_programs
-from gemsft.evaluate.stage import mean_rows, metric
+from gemsft.evaluate.stage import mean_rows, metric, truncation_rows
 
 
 def humaneval_program(record: dict, response: str) -> str:
@@ -38,7 +38,8 @@ def completion(record: dict, response: str) -> str:
 
 def evaluate_code(records: list[dict], samples: list[dict], task: str, ks: list[int], timeout_s: float = 3.0,
                   workers: int | None = None) -> tuple[list[dict], list[dict], list[dict]]:
-    """(rows, per_prompt, executions): pass@k for every k <= n, and one execution record per sample."""
+    """(rows, per_prompt, executions): pass@k for every k <= n and the percentage of truncated
+    samples, and one execution record per sample."""
     build = humaneval_program if task == "humaneval" else world_program
     by_id = {r["id"]: r for r in records}
     programs = [build(by_id[s["prompt_id"]], s["text"]) for s in samples]
@@ -57,6 +58,7 @@ def evaluate_code(records: list[dict], samples: list[dict], task: str, ks: list[
             raise ValueError(f"{task} samples are missing problem {record['id']!r}")
         per_prompt += [metric(task, "pass_at_k", 100.0 * pass_at_k(n, c, k), k, prompt_id=record["id"])
                        for k in ks if k <= n]
+    per_prompt += truncation_rows(task, [record["id"] for record in records], samples)
     return mean_rows(per_prompt), per_prompt, executions
 
 

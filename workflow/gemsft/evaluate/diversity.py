@@ -6,14 +6,15 @@ from __future__ import annotations
 from gemsft import files
 from gemsft.evaluate import diversity_metrics as metrics
 from gemsft.sample.plan import group_samples
-from gemsft.evaluate.stage import mean_rows, metric, write_stage
+from gemsft.evaluate.stage import mean_rows, metric, truncation_rows, write_stage
 from gemsft.data.world import judge
 
 
 def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat", sbert_model=None,
                    compat: str | None = None, world: bool = True) -> tuple[list[dict], list[dict]]:
     """n-gram, Self-BLEU and Sentence-BERT diversity per prompt (0-100), and in the world the
-    acceptance rate, coverage of the acceptable answers and KL(sampled || p)."""
+    acceptance rate, coverage of the acceptable answers and KL(sampled || p). Also the percentage of
+    the chat samples that were truncated (this stage runs for every model, the base model too)."""
     groups = group_samples(samples)
     texts = {}
     for record in records:
@@ -38,6 +39,7 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
                 metric(task, "acceptance", 100.0 * sum(k is not None for k in keys) / len(keys), prompt_id=pid),
                 metric(task, "coverage", 100.0 * metrics.coverage(keys, record["acceptable"]), prompt_id=pid),
                 metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid)]
+    per_prompt += truncation_rows(task, [record["id"] for record in records], samples)
     return mean_rows(per_prompt), per_prompt
 
 

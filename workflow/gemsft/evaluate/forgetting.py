@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from gemsft import files
+from gemsft.model_loading import lm_eval_model_args
 
 TASKS_DIR = Path(__file__).parents[1] / "lm_eval_tasks"
 WORLD_KNOWLEDGE_TASK = "gemsft_world_knowledge"
@@ -75,16 +76,6 @@ def write_world_knowledge_task(eval_knowledge_path: str | os.PathLike, task_dir:
 # --------------------------------------------------------------------------- running lm-eval
 
 
-def _check_model_dir(model_dir: Path) -> None:
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir}: model directory not found")
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
-    weights = [p for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json") for p in model_dir.glob(pattern)]
-    if not weights:
-        raise FileNotFoundError(f"{model_dir}: no model weights (*.safetensors or *.bin)")
-
-
 def _as_paths(include_path) -> list[str]:
     if include_path is None:
         return []
@@ -136,17 +127,20 @@ def tidy_results(results: Mapping) -> dict:
 
 def evaluate_tasks(model_dir: str | os.PathLike, task_names: Sequence[str] | str, include_path,
                    out_json: str | os.PathLike, batch_size: int = 16, limit: int | float | None = None,
-                   num_fewshot: int | None = None, *, device: str = "cpu", include_defaults: bool | None = None,
-                   samples_jsonl: str | os.PathLike | None = None) -> dict:
+                   num_fewshot: int | None = None, *, loading: Mapping | None = None,
+                   include_defaults: bool | None = None, samples_jsonl: str | os.PathLike | None = None) -> dict:
     """Run lm-eval's `hf` model on `task_names` and write its results JSON atomically to `out_json`.
 
+    `model_dir`: a directory or hub id (gemsft.model_loading.resolve_model). The model runs on the
+    stage's device in the `loading` settings' dtype (bf16 on a GPU by default, float32 on a CPU).
     `include_path`: a directory (or list) of local task YAMLs. `include_defaults`: also index lm-eval's
     built-in tasks (None: only if a requested task is not local). `num_fewshot` overrides every task's
     own setting (None keeps them). `samples_jsonl`: also write lm-eval's per-document records there.
     Returns `tidy_results`: {task: {"acc": .., "acc_stderr": .., "acc_norm": .., ..., "n": ..}}.
     """
-    model_dir = Path(model_dir).resolve()
-    _check_model_dir(model_dir)
+    # The resolved directory, its dtype on this device, attn_implementation when set
+    model_args, device = lm_eval_model_args(model_dir, loading)
+    model_dir = model_args["pretrained"]
     task_names = [task_names] if isinstance(task_names, str) else list(task_names)
     if not task_names:
         raise ValueError("evaluate_tasks needs at least one task name")
@@ -162,7 +156,7 @@ def evaluate_tasks(model_dir: str | os.PathLike, task_names: Sequence[str] | str
     # with add_special_tokens=True, so every context is scored as "<|bos|>Q: ...", as in pretraining.
     # Hub base models whose tokenizer already adds BOS (Llama-3.1) are unaffected. model_args is a dict,
     # not a "k=v,..." string, so a path with a comma cannot break it.
-    model_args = {"pretrained": str(model_dir), "dtype": "float32", "add_bos_token": True}
+    model_args["add_bos_token"] = True
     start = time.perf_counter()
     results = lm_eval.simple_evaluate(
         model="hf", model_args=model_args, tasks=task_names, task_manager=manager, batch_size=batch_size,
@@ -173,7 +167,7 @@ def evaluate_tasks(model_dir: str | os.PathLike, task_names: Sequence[str] | str
         return {}
 
     record = {part: results[part] for part in _RESULT_PARTS if part in results}
-    record["gemsft"] = {"model_dir": str(model_dir), "model_args": model_args, "tasks": task_names,
+    record["gemsft"] = {"model_dir": model_dir, "model_args": model_args, "tasks": task_names,
                         "include_path": paths, "batch_size": batch_size, "limit": limit,
                         "num_fewshot": num_fewshot, "device": device, "wall_s": wall_s,
                         "lm_eval_version": getattr(lm_eval, "__version__", None)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from gemsft.evaluate.stage import mean_rows, metric
+from gemsft.evaluate.stage import mean_rows, metric, truncation_rows
 from gemsft.data.world.arithmetic import extract_answer
 
 import math
@@ -25,7 +25,8 @@ def is_correct(predicted: float | None, gold: float, compat: str | None = None) 
 
 def evaluate_math(records: list[dict], greedy: list[dict], samples: list[dict], task: str = "math",
                   compat: str | None = None) -> tuple[list[dict], list[dict]]:
-    """(rows, per_prompt) for greedy accuracy, majority@n and pass@n (n = samples per question)."""
+    """(rows, per_prompt) for greedy accuracy, majority@n and pass@n (n = samples per question), and
+    the percentage of truncated samples (the n samples and the greedy answer together)."""
     by_prompt = defaultdict(list)
     for row in samples:
         by_prompt[row["prompt_id"]].append(row)
@@ -44,6 +45,7 @@ def evaluate_math(records: list[dict], greedy: list[dict], samples: list[dict], 
                    prompt_id=pid),
             metric(task, "pass_rate", 100.0 * any(is_correct(a, gold, compat) for a in answers), n, prompt_id=pid),
         ]
+    per_prompt += truncation_rows(task, [record["id"] for record in records], [*samples, *greedy])
     return mean_rows(per_prompt), per_prompt
 
 

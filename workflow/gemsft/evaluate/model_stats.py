@@ -14,13 +14,13 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from gemsft import files
 from gemsft.losses import shift_for_causal_lm
+from gemsft.model_loading import CHECKPOINT_DTYPE, load_causal_lm
 from gemsft.chat_format import (IGNORE_INDEX, encode_rendered, has_assistant_message, load_tokenizer, prompt_text,
                                  tokenize_example, truncate_example)
 
@@ -130,29 +130,28 @@ def response_entropy(model, tokenizer, conversations: Sequence[list[dict]], batc
     }
 
 
-def load_model_and_tokenizer(model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
+def load_model_and_tokenizer(model_dir: str | os.PathLike, loading: dict | None = None,
                              chat_template_from: str | None = None):
-    from transformers import AutoModelForCausalLM
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
+    """The model (a directory or hub id) on the stage's device in the `loading` settings' dtype
+    (gemsft.model_loading: float32 on a CPU, bf16 on a GPU by default), and its tokenizer."""
+    model = load_causal_lm(model_dir, loading)  # resolves a hub id and checks the directory first
     tokenizer = load_tokenizer(model_dir, chat_template_from)  # requires a chat template; pad falls back to eos
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     return model.eval(), tokenizer
 
 
 def entropy_from_file(model_dir: str | os.PathLike, sft_test_path: str | os.PathLike, batch_size: int = 16,
-                      max_length: int | None = None, chat_template_from: str | None = None) -> dict:
-    """`response_entropy` of the model in `model_dir` (base or fine-tuned; float32) on the `messages`
-    of every row of the SFT test split, with the rows' ids (or indices) as `per_conversation["id"]`."""
+                      max_length: int | None = None, chat_template_from: str | None = None,
+                      loading: dict | None = None) -> dict:
+    """`response_entropy` of the model in `model_dir` (base or fine-tuned; loaded with the `loading`
+    settings) on the `messages` of every row of the SFT test split, with the rows' ids (or indices) as
+    `per_conversation["id"]`. Logits are turned into entropies in float32 whatever the model's dtype."""
     rows = files.read_jsonl(sft_test_path)
     conversations = []
     for index, row in enumerate(rows):
         if not row.get("messages"):
             raise ValueError(f"{sft_test_path}: row {index} has no field 'messages'")
         conversations.append(row["messages"])
-    model, tokenizer = load_model_and_tokenizer(model_dir, chat_template_from=chat_template_from)
+    model, tokenizer = load_model_and_tokenizer(model_dir, loading, chat_template_from=chat_template_from)
     try:
         stats = response_entropy(model, tokenizer, conversations, batch_size=batch_size, max_length=max_length)
     except ValueError as err:
@@ -175,7 +174,8 @@ def stats_per_prompt(stats: dict, task: str = "sft_test") -> list[dict]:
 
 
 @torch.no_grad()
-def next_token_distribution(model_dir: str | os.PathLike, prompt: str, prefix: str, top_k: int = 20) -> dict:
+def next_token_distribution(model_dir: str | os.PathLike, prompt: str, prefix: str, top_k: int = 20,
+                            loading: dict | None = None) -> dict:
     """Figure 11: the model's next-token distribution after a chat prompt and the start of the answer.
 
     The prompt goes through the chat template (one user turn, generation prompt) and `prefix` is
@@ -183,8 +183,8 @@ def next_token_distribution(model_dir: str | os.PathLike, prompt: str, prefix: s
     token. Returns the `top_k` most likely tokens (decoded), their probabilities (descending), and
     the total probability of the rest.
     """
-    model, tokenizer = load_model_and_tokenizer(model_dir)
-    ids = torch.tensor([encode_rendered(tokenizer, prompt_text(tokenizer, prompt) + prefix)])
+    model, tokenizer = load_model_and_tokenizer(model_dir, loading)
+    ids = torch.tensor([encode_rendered(tokenizer, prompt_text(tokenizer, prompt) + prefix)], device=model.device)
     probs = torch.softmax(model(input_ids=ids).logits[0, -1].double(), dim=-1)
     top = torch.topk(probs, min(top_k, probs.numel()))
     return {"prompt": prompt, "prefix": prefix,
@@ -204,28 +204,27 @@ def _module_key(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def _parameters(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    from transformers import AutoModelForCausalLM
-
-    path = Path(model_dir)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a Hugging Face model directory (no config.json)")
-    # The checkpoint's own dtype: no rounding before the float64 difference. named_parameters()
+def _parameters(model_dir: str | os.PathLike, loading: dict | None = None) -> dict[str, torch.Tensor]:
+    # The checkpoint's own dtype, whatever the settings say: no rounding before the float64
+    # difference. On the stage's device (a GPU differences an 8B model in seconds). named_parameters()
     # lists a tied parameter (embeddings = lm_head) once, so it is counted once.
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="auto")
+    model = load_causal_lm(model_dir, loading, dtype=CHECKPOINT_DTYPE)
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
 @torch.no_grad()
-def parameter_distance(base_dir: str | os.PathLike, model_dir: str | os.PathLike) -> dict:
-    """l2 norm of (fine-tuned - pre-trained) over all parameters, accumulated in float64.
+def parameter_distance(base_dir: str | os.PathLike, model_dir: str | os.PathLike,
+                       loading: dict | None = None) -> dict:
+    """l2 norm of (fine-tuned - pre-trained) over all parameters, accumulated in float64. Either
+    model may be a directory or a hub id; `loading` gives the attention setting (the dtype is the
+    checkpoint's).
 
     Returns {"l2", "base_l2" (norm of the base parameters), "relative" (l2 / base_l2), "parameters"
     (number of scalars), "by_module": {group: l2}} where groups are decoder layers, embeddings, final
     norm and lm_head (`sqrt(sum of by_module squared) == l2`). Raises ValueError naming the first
     parameter whose name or shape differs.
     """
-    base, tuned = _parameters(base_dir), _parameters(model_dir)
+    base, tuned = _parameters(base_dir, loading), _parameters(model_dir, loading)
     for a, b in zip(base, tuned):
         if a != b:
             raise ValueError(f"parameter names differ: {a!r} in {base_dir} vs {b!r} in {model_dir}")

@@ -6,6 +6,11 @@ per-prompt row may carry a `weight` (e.g. its token count, for token-level means
 applied to the weighted mean ("exp": perplexity from per-prompt mean NLL); a row's aggregate is
 always link(weighted mean of its per-prompt values).
 `results/metrics.csv` is every stage's rows with the run's model, objective, beta and seed.
+
+Every stage that reads samples also reports `truncated`: the percentage of its samples that ran to
+max_tokens (finish reason "length") instead of ending their turn, since the scores of cut-off
+answers are not the model's answers (the report flags a run over
+`gemsft.report.registry.TRUNCATED_FLAG_PERCENT`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from gemsft import files
 from gemsft.provenance import provenance
+from gemsft.sample.plan import FINISH_REASONS
 
 
 def metric(task: str, name: str, value: float, k: int | None = None, **extra) -> dict:
@@ -59,3 +65,22 @@ def run_fields(wildcards) -> dict:
             "seed": int(wildcards.seed)}
 
 
+# --------------------------------------------------------------------------- truncated samples
+
+TRUNCATED = "truncated"
+
+
+def truncation_rows(task: str, prompt_ids: list[str], samples: list[dict]) -> list[dict]:
+    """Per prompt: the percentage of its samples with finish reason "length", weighted by its number
+    of samples, so the aggregate is the percentage over all of the task's samples."""
+    counts: dict[str, list[int]] = {pid: [0, 0] for pid in prompt_ids}
+    for row in samples:
+        reason = row.get("finish_reason")
+        if reason not in FINISH_REASONS:
+            raise ValueError(f"{task} sample {row.get('sample_index')!r} of prompt {row.get('prompt_id')!r} has "
+                             f"finish_reason {reason!r}; expected one of {', '.join(FINISH_REASONS)}")
+        if row["prompt_id"] in counts:
+            counts[row["prompt_id"]][0] += 1
+            counts[row["prompt_id"]][1] += reason == "length"
+    return [metric(task, TRUNCATED, 100.0 * cut / n, prompt_id=pid, weight=float(n))
+            for pid, (n, cut) in counts.items() if n]

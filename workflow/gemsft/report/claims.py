@@ -9,9 +9,11 @@ from typing import NamedTuple
 import pandas as pd
 
 from gemsft.config import NO_BETA
+from gemsft.evaluate.stage import TRUNCATED
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE
 from gemsft.report.cells import DIGITS, MISSING, Cells, Run, format_ci
 from gemsft.report.labels import METRIC_NAMES, TASK_NAMES, objective_label
+from gemsft.report.registry import TRUNCATED_FLAG_PERCENT
 from gemsft.report.summary_reader import normalise, read_csv
 
 PAPER_COLUMNS = ("source", "objective", "beta", "task", "metric", "k", "value", "note")
@@ -106,6 +108,16 @@ def _what(objective: str, beta: str, task: str, metric: str, k) -> str:
 COMPARISON_COLUMNS = ["source", "what", "paper", "ours", "our run", "difference", "claim", "holds", "CIs overlap"]
 
 
+def _run_text(cells: Cells, run: Run, task: str) -> str:
+    """The run's label, and a warning when its samples of the task were often cut at max_tokens: the
+    number is then one of cut-off answers (the truncation table has every run)."""
+    label = objective_label(run.objective, run.beta)
+    found = cells.get(run, task, TRUNCATED)
+    if found is not None and found[0] > TRUNCATED_FLAG_PERCENT:
+        return f"{label}; {found[0]:.1f}% of samples cut at max_tokens"
+    return label
+
+
 def paper_vs_reproduction(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     cells = Cells(summary)
     paper = normalise(paper, required=PAPER_COLUMNS, what="paper numbers")
@@ -125,7 +137,7 @@ def paper_vs_reproduction(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.Data
                 "what": _what(p.objective, p.beta, p.task, p.metric, k),
                 "paper": f"{p.value:.{digits}f}",
                 "ours": MISSING if ours is None else format_ci(*ours, digits=digits),
-                "our run": MISSING if run is None else objective_label(run.objective, run.beta),
+                "our run": MISSING if run is None else _run_text(cells, run, p.task),
                 "difference": MISSING if ours is None else f"{ours[0] - p.value:+.{digits}f}",
                 "claim": "; ".join(c.description for c in claims),
                 "holds": "; ".join(v[0] for v in verdicts),

@@ -7,9 +7,14 @@ names and captions from here.
 """
 
 _CI = "Mean over seeds ± the larger side of the 95% bootstrap interval"
+#: a run whose samples of a task ran to max_tokens more often than this (%) is flagged in the report
+TRUNCATED_FLAG_PERCENT = 5.0
 
 #: table name -> caption, in the report's order; the last one compares with the paper's numbers
 TABLE_CAPTIONS = {
+    "data": "The data: rows of each file, rows dropped before training and why (a conversation or preference "
+            "pair with an empty or whitespace-only turn), and the SFT rows the length policy left out "
+            "(train.length_policy at train.max_length; one number when every run agrees).",
     "diversity": f"Output diversity on chat, 0-100, higher is more diverse (cf. paper Table 2); KL in nats. {_CI}.",
     "beta_sweep": "Chat win rate against the reference: one sample and best-of-N, CE and GEM across beta "
                   f"(cf. paper Table 3). {_CI}.",
@@ -18,6 +23,9 @@ TABLE_CAPTIONS = {
     "alignment_tax": "Knowledge accuracy and alignment tax (base minus tuned, points; cf. paper Section 6.2, "
                      f"Figure 8). {_CI}; the average has no interval.",
     "code": f"Code pass@k, world tasks and HumanEval (cf. paper Figure 7b). {_CI}.",
+    "truncation": "Samples cut at max_tokens instead of ending their turn (finish reason 'length'), % of each "
+                  f"task's samples (math: the samples and the greedy answer). A run over {TRUNCATED_FLAG_PERCENT:g}% in a task is "
+                  f"flagged: its scores there are of cut-off answers. {_CI}.",
     "paper_vs_reproduction": "The paper's numbers beside ours (Llama-3.1-8B there, the embedded world here), "
                              "and whether the paper's qualitative claims hold on our runs.",
 }

@@ -2,7 +2,9 @@
 
 Every builder takes the summary (one row per model x objective x beta x task x metric x k, aggregated
 over seeds) and returns a DataFrame of display strings (`gemsft.report.cells`). Names and captions are
-in `gemsft.report.registry`; the paper-vs-reproduction table is `gemsft.report.claims`.
+in `gemsft.report.registry`; the paper-vs-reproduction table is `gemsft.report.claims`. The data table
+alone reads no summary: it is `gemsft.report.data_table`, built from the data directory and the runs'
+training metrics.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from gemsft.config import BASE_OBJECTIVE
+from gemsft.evaluate.stage import TRUNCATED
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE, tax_metric
 from gemsft.report.cells import Cells, Column, table_frame
 from gemsft.report.claims import paper_vs_reproduction
 from gemsft.report.labels import TASK_NAMES
-from gemsft.report.registry import TABLE_CAPTIONS as CAPTIONS, TABLE_NAMES
+from gemsft.report.registry import TABLE_CAPTIONS as CAPTIONS, TABLE_NAMES, TRUNCATED_FLAG_PERCENT
 from gemsft.report.table_files import write_table
 
 
@@ -76,7 +79,29 @@ def code_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table_frame(cells, cells.runs({"code", "humaneval"}), columns)
 
 
-# The tables read from the summary alone; the comparison also reads the paper's numbers.
+SAMPLED_TASKS = ("chat", "code", "humaneval", "math")
+FLAG = "flag"
+
+
+def truncation_flag(cells: Cells, run, tasks) -> str:
+    """The tasks whose samples the run cut at max_tokens more often than the threshold (mean over
+    seeds), e.g. "over 5%: chat, math"; "" when none."""
+    over = [TASK_NAMES.get(t, t) for t in tasks
+            if (found := cells.get(run, t, TRUNCATED)) is not None and found[0] > TRUNCATED_FLAG_PERCENT]
+    return f"over {TRUNCATED_FLAG_PERCENT:g}%: {', '.join(over)}" if over else ""
+
+
+def truncation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    cells = Cells(summary)
+    tasks = [t for t in SAMPLED_TASKS if cells.has(t, TRUNCATED)]
+    runs = cells.runs(set(tasks))
+    frame = table_frame(cells, runs, [Column(TASK_NAMES[t], t, TRUNCATED) for t in tasks])
+    frame[FLAG] = [truncation_flag(cells, run, tasks) for run in runs]
+    return frame
+
+
+# The tables read from the summary alone; the comparison also reads the paper's numbers, and the
+# data table (DATA) neither.
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "diversity": table2_diversity,
     "beta_sweep": table3_beta_sweep,
@@ -84,20 +109,25 @@ TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "entropy": entropy_table,
     "alignment_tax": alignment_tax_table,
     "code": code_table,
+    "truncation": truncation_table,
 }
 COMPARISON = "paper_vs_reproduction"
+DATA = "data"
+SUMMARY_TABLES = tuple(name for name in TABLE_NAMES if name != DATA)
 
 
 def build_table(name: str, summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     if name == COMPARISON:
         return paper_vs_reproduction(summary, paper)
     if name not in TABLES:
-        raise ValueError(f"unknown table {name!r}; expected one of {', '.join(TABLE_NAMES)}")
+        raise ValueError(f"unknown table {name!r}; expected one of {', '.join(SUMMARY_TABLES)} "
+                         f"(the {DATA!r} table is gemsft.report.data_table's)")
     return TABLES[name](summary)
 
 
 def build_all(summary: pd.DataFrame, paper: pd.DataFrame, out_dir) -> list[Path]:
+    """Every table built from the summary (all but the data table)."""
     written = []
-    for name in TABLE_NAMES:
+    for name in SUMMARY_TABLES:
         written += write_table(build_table(name, summary, paper), out_dir, name, CAPTIONS[name])
     return written

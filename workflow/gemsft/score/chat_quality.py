@@ -43,11 +43,12 @@ def chat_quality(records: list[dict], samples: list[dict], sample_rewards: list[
 
 def write_chat_quality(records: list[dict], samples: list[dict], reward_model_dir, scores_path, stage_path,
                        run: dict, config: dict, ns: list[int], batch_size: int, max_length: int,
-                       compat: str | None = None) -> None:
-    """Score every sample and each prompt's reference with the reward model; write the scores and the
-    best-of-N / win-rate stage."""
+                       compat: str | None = None, loading: dict | None = None) -> None:
+    """Score every sample and each prompt's reference with the reward model (a directory or hub id,
+    loaded on the stage's device with the `loading` settings: reward_model.dtype and
+    attn_implementation); write the scores and the best-of-N / win-rate stage."""
     by_id = {r["id"]: r for r in records}
-    model, tokenizer = reward.load_reward_model(reward_model_dir)
+    model, tokenizer = reward.load_reward_model(reward_model_dir, loading)
     kwargs = {"batch_size": batch_size, "max_length": max_length}
     sample_rewards = reward.score(model, tokenizer, [by_id[s["prompt_id"]]["prompt"] for s in samples],
                                   [s["text"] for s in samples], **kwargs)

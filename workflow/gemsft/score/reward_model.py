@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, get_cosine_schedule_with_warmup, set_seed
+from transformers import get_cosine_schedule_with_warmup, set_seed
 
 from gemsft import files
 from gemsft.chat_format import assistant_turn, load_tokenizer, render_ids, user_turn
+from gemsft.model_loading import load_sequence_classifier, loading_settings
 
 PREFERENCE_FIELDS = ("id", "prompt", "chosen", "rejected")
 # Measured on the embedded world (tests/test_reward.py): 2 epochs of 32 pairs at 1e-3 match 3 epochs of
@@ -98,16 +99,15 @@ def _rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> to
 
 # --------------------------------------------------------------------------- loading and scoring
 
-def load_reward_model(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device | None = None):
-    """(model, tokenizer) of a reward model: an AutoModelForSequenceClassification with one output.
+def load_reward_model(path: str | Path, loading: dict | None = None):
+    """(model, tokenizer) of a reward model (a directory or hub id): an AutoModelForSequenceClassification
+    with one output, on the stage's device in the `loading` settings' dtype (gemsft.model_loading;
+    the paper's FsfairX-8B in bf16 on a GPU).
 
     A checkpoint without a trained reward head (e.g. a causal LM: transformers would silently
     initialise `score` at random) is an error, as is a head with more than one output.
     """
-    kwargs = {"output_loading_info": True}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    model, info = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+    model, info = load_sequence_classifier(path, loading, output_loading_info=True)
     prefix = getattr(model, "base_model_prefix", "")
     head_missing = sorted(k for k in info.get("missing_keys", ())
                           if k.endswith("score.weight") or (prefix and not k.startswith(prefix + ".")))
@@ -121,8 +121,6 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | None = None, device
     tokenizer = _load_tokenizer(path)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if device is not None:
-        model.to(device)
     model.eval()
     return model, tokenizer
 
@@ -252,7 +250,9 @@ def train_reward_model(base_dir: str | Path, preferences_path: str | Path, out_d
 
     set_seed(seed)
     tokenizer = _load_tokenizer(base_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(str(base_dir), num_labels=1, dtype=torch.float32)
+    # Trained in float32 whatever reward_model.dtype says (bf16 weights would not take AdamW's small
+    # updates), on the stage's device, with the section's attention implementation.
+    model = load_sequence_classifier(base_dir, loading_settings(cfg), num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     limit = _max_length(model, tokenizer, cfg["max_length"])
 

@@ -7,20 +7,26 @@ template's `{% generation %}` mask, open-instruct's masking). One run = (model, 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, set_seed
+from transformers import DataCollatorForSeq2Seq, set_seed
 
 from gemsft import files
 from gemsft.chat_format import IGNORE_INDEX, build_dataset, load_tokenizer
+from gemsft.model_loading import load_causal_lm
 from gemsft.objectives import Objective, get_objective
 from gemsft.train.trainer import ObjectiveTrainer, run_training, training_arguments
 
 
-def load_model(path: str | Path, cfg: dict):
+def load_model(path: str | Path, cfg: dict, loading: dict | None = None):
+    """The base model (a directory or hub id) to fine-tune, with the model's `loading` settings'
+    attention implementation. Its dtype is train.bf16's, not the settings': the weights being
+    trained are kept in bf16 or float32 as the paper's setup says, and the Trainer places the model
+    (one device per process, or DeepSpeed's partitioning), so it is not moved here."""
     dtype = torch.bfloat16 if cfg.get("bf16") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model = load_causal_lm(path, loading, device=None, dtype=dtype)
     lora = cfg.get("lora") or {}
     if lora.get("enabled"):
         from peft import LoraConfig, get_peft_model
@@ -39,13 +45,14 @@ def configured_objective(name: str, cfg: dict) -> Objective:
 
 
 def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, checkpoint_dir: str | Path,
-             metrics_path: str | Path, objective_name: str, beta: float | None, seed: int, cfg: dict) -> dict:
+             metrics_path: str | Path, objective_name: str, beta: float | None, seed: int, cfg: dict,
+             loading: dict | None = None) -> dict:
     objective = configured_objective(objective_name, cfg)
     set_seed(seed)
     tokenizer = load_tokenizer(base_dir, cfg.get("chat_template_from"))  # saved with the model below
     rows = files.read_jsonl(data_path)
     dataset = build_dataset(tokenizer, rows, cfg["max_length"], cfg["length_policy"], str(data_path))
-    model = load_model(base_dir, cfg)
+    model = load_model(base_dir, cfg, loading)
     trainer = ObjectiveTrainer(
         model=model,
         args=training_arguments(cfg, checkpoint_dir, seed=seed, weight_decay=objective.weight_decay,
@@ -70,4 +77,11 @@ def finetune(base_dir: str | Path, data_path: str | Path, out_dir: str | Path, c
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     files.write_json(metrics_path, metrics)
+    # train.keep_checkpoints: the config schema fills in false; a cfg without the key (a direct call) keeps them.
+    if not cfg.get("keep_checkpoints", True):
+        # Last, once both outputs exist: a run stopped before here still resumes from its checkpoints.
+        # A finished run needs none. Snakemake reruns it only from scratch (e.g. after a config change),
+        # and a leftover checkpoint would then resume the old run. An 8B ZeRO-2 checkpoint holds over
+        # 100 GB (bf16 weights, plus fp32 weights and Adam's two moments: at least 14 bytes a parameter).
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
