@@ -37,6 +37,12 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 
+# Llama-3's pre-tokenizer split (its tokenizer.json), before the byte-level mapping. Unlike GPT-2's
+# it keeps a run of newlines in one piece ("\n\n", then "Hello"), so a rendered prompt that ends with
+# the assistant header's "\n\n" tokenizes as the start of the conversations SFT trained on does.
+PRETOKENIZE_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                       r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
 DEFAULT_CORPUS = [
     "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n",
     "system user assistant",
@@ -47,13 +53,15 @@ DEFAULT_CORPUS = [
 
 
 def llama31_tokenizer(texts: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 400):
-    """A PreTrainedTokenizerFast with Llama-3.1's special tokens and chat template, no pad token
-    (as the base model's: `gemsft.chat_format.load_tokenizer` pads with EOS)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A PreTrainedTokenizerFast with Llama-3.1's special tokens, pre-tokenizer and chat template, no
+    pad token (as the base model's: `gemsft.chat_format.load_tokenizer` pads with EOS)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

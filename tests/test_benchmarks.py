@@ -1,13 +1,16 @@
 """The benchmark scripts stay runnable: each GPU-sized one runs in its small CPU form here (the GPU
-form is benchmarks/gpu_check.sh, run when a session is lent a GPU)."""
+forms are benchmarks/gpu_check.sh and benchmarks/gpu_smoke.sh, run when a session is lent a GPU)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+from conftest import MIRROR, REPO
 
 
 def test_train_throughput_smoke_runs_every_variant_through_the_trainer(tmp_path):
@@ -20,3 +23,37 @@ def test_train_throughput_smoke_runs_every_variant_through_the_trainer(tmp_path)
     assert all(r["tokens_per_s"] > 0 and r["timed_steps"] == 2 for r in table["results"])
     assert table["results"][0]["throughput_ratio"] == 1.0
     assert "ce_fused" in result.stdout and "tokens/s" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MIRROR / "SOURCES.md").is_file(), reason=f"no data mirror at {MIRROR}")
+def test_gpu_smoke_dry_runs_every_stage_and_check_on_the_cpu(tmp_path):
+    """benchmarks/gpu_smoke.sh --dry: the GPU smoke's stages (train CE and fused GEM through the
+    pipeline's finetune under ZeRO-2, resume from step 6, sample, reward, evaluate_model) and all its
+    checks, on the CPU with tiny shapes."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GEMSFT_DATA_MIRROR": str(MIRROR)}
+    result = subprocess.run(["bash", str(REPO / "benchmarks/gpu_smoke.sh"), "--dry"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    summary = json.loads((tmp_path / "gpu_smoke_dry.json").read_text())
+    assert summary["mode"] == "dry" and summary["ok"]
+    failed = [c for c in summary["checks"] if not c["ok"]]
+    assert not failed, failed
+    stages = ["setup", "train_ce", "train_gem", "resume_gem", "sample", "reward", "evaluate"]
+    assert [s for s in stages if summary["stages"][s]["ok"]] == stages
+    assert set(summary["devices"].values()) == {"cpu"}
+    if importlib.util.find_spec("deepspeed") is not None:
+        assert summary["deepspeed"] == "on"
+        assert summary["stages"]["train_gem"]["deepspeed"]["zero_stage"] == 2
+    # Both runs trained 12 finite steps; the resumed run took over at step 6 and matched steps 7-12.
+    assert all(len(summary["losses"][run]) == 12 for run in ("train_ce", "train_gem", "resume_gem"))
+    assert summary["losses"]["resume_gem"][6:] == pytest.approx(summary["losses"]["train_gem"][6:], rel=1e-4, abs=1e-6)
+    assert len(summary["step_seconds"]["resume_gem"]) == 6
+    assert summary["stop_fraction"] >= 0.9
+    assert summary["stages"]["evaluate"]["knowledge"].keys() == {
+        "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"}
+    names = {c["name"] for c in summary["checks"]}
+    assert {"resume_gem: steps 7-12 match the uninterrupted run", "sample: at least 90% end with stop",
+            "total: within budget"} <= names
+    assert "gpu_smoke (dry): OK" in result.stdout and "PASS resume_gem: steps 7-12 match" in result.stdout
+    assert (tmp_path / "gpu_smoke_dry.log").read_text().count("PASS ") == len(summary["checks"])

@@ -4,11 +4,11 @@ dtype and attention implementation every stage receives from the config through 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+
+from hub_cache import save_in_hub_cache  # noqa: E402
 import torch
 import yaml
 
@@ -37,23 +37,6 @@ CONVERSATIONS = [{"id": "c0", "messages": [{"role": "user", "content": "Name a r
                                            {"role": "assistant", "content": "Hello, Anna!"}]}]
 
 
-def save_in_hub_cache(src: Path, hub: Path, repo_id: str) -> Path:
-    """Copy a saved model directory into huggingface_hub's cache layout, as `hf download` leaves it:
-    models--org--name/blobs/<hash>, snapshots/<revision>/<file> -> ../../blobs/<hash>, refs/main."""
-    repo = hub / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / REVISION
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for file in sorted(src.iterdir()):
-        data = file.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        (repo / "blobs" / digest).write_bytes(data)
-        (snapshot / file.name).symlink_to(Path("../../blobs") / digest)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(REVISION)
-    return snapshot
-
-
 @pytest.fixture(scope="module")
 def reward_dir(base_dir, tmp_path_factory):
     """The tiny base with a (random) one-output reward head, saved as a reward model."""
@@ -70,11 +53,11 @@ def reward_dir(base_dir, tmp_path_factory):
 def hf_home(base_dir, reward_dir, tokenizer, tmp_path_factory) -> Path:
     """HF_HOME with the tiny base model, the reward model and a tokenizer-only repo in its hub cache."""
     home = tmp_path_factory.mktemp("hf_home")
-    save_in_hub_cache(base_dir, home / "hub", BASE_ID)
-    save_in_hub_cache(reward_dir, home / "hub", RM_ID)
+    save_in_hub_cache(base_dir, home / "hub", BASE_ID, REVISION)
+    save_in_hub_cache(reward_dir, home / "hub", RM_ID, REVISION)
     template = tmp_path_factory.mktemp("template")
     tokenizer.save_pretrained(template)
-    save_in_hub_cache(template, home / "hub", TEMPLATE_ID)
+    save_in_hub_cache(template, home / "hub", TEMPLATE_ID, REVISION)
     return home
 
 

@@ -81,6 +81,16 @@ def _vllm_kv_cache_bytes(model_dir, requests: list[tuple[list[list[int]], Sampli
     return int(min(per_token * tokens + (64 << 20), psutil.virtual_memory().available // 2))
 
 
+def _vllm_cpu_prefill(model_dir) -> dict:
+    """On a CPU, every prompt prefilled in one step. vLLM 0.32 prefills a long prompt (or the rest of
+    a step's 4096-token budget) in chunks and then rewinds the request's seeded generator with
+    `Generator.set_offset`, which only CUDA generators have: on a CPU the engine died with "CPU
+    Generator does not use offset" as soon as a job's prompts exceeded one step (e.g. 32 samples of
+    a few chat prompts). Without chunked prefill the step budget must hold the longest sequence."""
+    context = model_config(model_dir).get("max_position_embeddings") or 0
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(context, 4096)}
+
+
 def vllm_params(spec: SamplingSpec, prompt_index: int, stop_ids: Sequence[int]):
     from vllm import SamplingParams
 
@@ -115,7 +125,8 @@ def generate_vllm(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]
     llm = LLM(model=str(model_dir), dtype=dtype_name((loading or {}).get("dtype"), "cuda" if cuda else "cpu"),
               seed=requests[0][1].seed,
               kv_cache_memory_bytes=_vllm_kv_cache_bytes(model_dir, requests),
-              enforce_eager=not cuda, tensor_parallel_size=max(1, gpus) if cuda else 1)
+              enforce_eager=not cuda, tensor_parallel_size=max(1, gpus) if cuda else 1,
+              **({} if cuda else _vllm_cpu_prefill(model_dir)))
     prompts = [TokensPrompt(prompt_token_ids=ids) for prompt_ids, _ in requests for ids in prompt_ids]
     params = [vllm_params(spec, i, stop_ids) for prompt_ids, spec in requests for i in range(len(prompt_ids))]
     try:

@@ -46,7 +46,8 @@ def write_chat_quality(records: list[dict], samples: list[dict], reward_model_di
                        compat: str | None = None, loading: dict | None = None) -> None:
     """Score every sample and each prompt's reference with the reward model (a directory or hub id,
     loaded on the stage's device with the `loading` settings: reward_model.dtype and
-    attn_implementation); write the scores and the best-of-N / win-rate stage."""
+    attn_implementation); write the scores and the best-of-N / win-rate stage, which records the
+    reward model's device, dtype and attention implementation under "reward_model"."""
     by_id = {r["id"]: r for r in records}
     model, tokenizer = reward.load_reward_model(reward_model_dir, loading)
     kwargs = {"batch_size": batch_size, "max_length": max_length}
@@ -59,6 +60,10 @@ def write_chat_quality(records: list[dict], samples: list[dict], reward_model_di
                                  for s, x in zip(samples, sample_rewards)]
                    + [{"prompt_id": pid, "sample_index": None, "reward": x} for pid, x in references.items()])
     rows, per_prompt = chat_quality(records, samples, list(sample_rewards), references, ns, compat=compat)
-    write_stage(stage_path, "chat_quality", run, rows, per_prompt, config)
+    # Where and how the rewards were computed (reward_model.dtype "auto" resolves per device).
+    scored_by = {"model": str(reward_model_dir), "device": model.device.type,
+                 "dtype": str(model.dtype).removeprefix("torch."),
+                 "attn_implementation": model.config._attn_implementation}
+    write_stage(stage_path, "chat_quality", run, rows, per_prompt, config, reward_model=scored_by)
 
 

@@ -59,10 +59,29 @@ def run_task(task: str, kwargs: dict) -> None:
     getattr(__import__(module, fromlist=[name]), name)(**kwargs)
 
 
+# torch.distributed's rendezvous variables, which a launcher sets for each of its processes.
+DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+# A process group of one: rank 0 of 1, its store on a port the system picks when it binds (port 0),
+# so jobs side by side never race for one (no other process has to find it).
+SINGLE_PROCESS_GROUP_ENV = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                            "MASTER_PORT": "0"}
+
+
+def _uses_deepspeed(kwargs: dict) -> bool:
+    return bool((kwargs.get("cfg") or {}).get("deepspeed"))
+
+
 def run(task: str, kwargs: dict, processes: int, threads: int | None = None) -> None:
     """Run `task(**kwargs)` here (processes <= 1) or on `processes` processes, one per GPU, sharing
-    `threads` CPU threads (default: the job's, `job_threads`)."""
+    `threads` CPU threads (default: the job's, `job_threads`).
+
+    DeepSpeed (`cfg.deepspeed`) always runs in a process group: here, unlaunched, it would look for
+    MPI to find one (and stop on `import mpi4py`), so a run in this process gets a group of one."""
     if processes <= 1:
+        if _uses_deepspeed(kwargs) and not all(os.environ.get(name) for name in DISTRIBUTED_ENV):
+            os.environ.update(SINGLE_PROCESS_GROUP_ENV)
         run_task(task, kwargs)
         return
     per_process = threads_per_process(threads or job_threads(), processes)
