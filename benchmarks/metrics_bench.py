@@ -4,7 +4,7 @@ Usage: python benchmarks/metrics_bench.py [--mirror DIR] [--ref-prompts 24] [--s
                                           [--naive-pairs 64] [--repeats 3] [--out FILE]
 
 Responses: built deterministically (``--seed``) from the AlpacaEval GPT-4-Turbo outputs of the data
-mirror (``--mirror``, else $GEMSFT_DATA_MIRROR, else /work/shared/data; read in place, never copied).
+mirror (``--mirror``, else $GEMSFT_DATA_MIRROR, else ../shared/data beside the checkout; read in place, never copied).
 Prompt p's base text is its own GPT-4 output (continued with the following outputs until it has
 enough words); each of its 32 responses keeps most of the base's sentences, drops some, swaps
 neighbours, replaces some with sentences of other outputs and edits a few words, then is cut to
@@ -52,7 +52,7 @@ from text_table import table  # benchmarks/ is the script's directory, first on 
 PROMPTS, RESPONSES, WORDS = 805, 32, 300
 TARGET_S = 30.0
 TOLERANCE = 1e-9
-DEFAULT_MIRROR = Path("/work/shared/data")
+DEFAULT_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 OUT = Path(__file__).resolve().parent / "results" / "metrics_bench.txt"
 
 # --------------------------------------------------------------------------------------- responses

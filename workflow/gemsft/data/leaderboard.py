@@ -5,7 +5,7 @@ subjects), TruthfulQA MC2 0-shot, WinoGrande 5-shot acc, GSM8K 5-shot exact_matc
 Prompts, choices, few-shot splits and metrics mirror lm-eval 0.4.13's built-in tasks (the base configs and
 helpers are in `lm_eval_tasks/leaderboard/`). `write_leaderboard_tasks` writes the runnable task YAMLs
 into a run directory; they read either the hub datasets at pinned revisions, or the local data mirror
-(/work/shared/data, see its SOURCES.md), whose files are converted once into JSONL in the hub's schema
+(../shared/data beside the checkout, see its SOURCES.md), whose files are converted once into JSONL in the hub's schema
 (`gemsft.data.leaderboard_mirror`) so that the same doc_to_text / doc_to_choice serve both. Run them with
 `gemsft.evaluate.forgetting.evaluate_tasks(model_dir, tasks, out_dir, ...)` and pick the leaderboard's metric per
 task with `primary_scores(tidy, primary_metrics())`.

@@ -1,4 +1,4 @@
-"""The data mirror's files of the six leaderboard tasks (/work/shared/data, see its SOURCES.md) read
+"""The data mirror's files of the six leaderboard tasks (../shared/data beside the checkout, see its SOURCES.md) read
 into the rows of the hub datasets that lm-eval's tasks load (`gemsft.data.leaderboard.HUB_DATASETS`),
 so that the same doc_to_text / doc_to_choice serve both, and written once as JSONL for the task YAMLs.
 
