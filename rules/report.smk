@@ -37,12 +37,33 @@ rule summary:
         "../workflow/scripts/summarize.py"
 
 
+# The paper's claims judged by a paired bootstrap on the stages' per-item values
+# (gemsft.report.verdicts): supported, contradicted, inconclusive or untestable, with the reason.
+rule claims:
+    input:
+        stage_outputs(),
+    output:
+        "results/claims.csv",
+    params:
+        source=config["data"]["source"],
+        knowledge_tasks=REPORT["knowledge_tasks"],
+        resamples=REPORT["bootstrap_resamples"],
+        level=REPORT["confidence_level"],
+        seed=REPORT["bootstrap_seed"],
+    log:
+        "results/logs/report/claims.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/claims.py"
+
+
 rule table:
     input:
         unpack(table_inputs),
     output:
-        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
-                   labels={"table": "{table}"}),
+        csv=report("results/tables/{table}.csv", caption="../report/table.rst",
+                   category=lambda wildcards: table_category(wildcards.table), labels={"table": "{table}"}),
         md="results/tables/{table}.md",
         tex="results/tables/{table}.tex",
         provenance="results/tables/{table}.provenance.json",
@@ -66,8 +87,8 @@ rule figure:
     input:
         unpack(figure_inputs),
     output:
-        png=report("figures/{figure}.png", caption="../report/figure.rst", category="Figures",
-                   labels={"figure": "{figure}"}),
+        png=report("figures/{figure}.png", caption="../report/figure.rst",
+                   category=lambda wildcards: figure_category(wildcards.figure), labels={"figure": "{figure}"}),
         other=[f"figures/{{figure}}.{ext}" for ext in REPORT["extra_formats"]],
         provenance="figures/{figure}.provenance.json",
     wildcard_constraints:

@@ -1,6 +1,8 @@
 # Reward model and best-of-N (Section 6, Table 3, Figure 7a): a Bradley-Terry reward model scores
 # every sampled chat response and the reference answer; best-of-N is the expected reward of the best
-# of N samples over all size-N subsets, and the win rate is P(best beats the reference).
+# of N samples over all size-N subsets, and the win rate is P(best beats the reference). In the world
+# the same is computed under its oracle reward (the answers' true quality), beside the trained reward
+# model's held-out accuracy.
 from gemsft.model_loading import loading_settings  # no torch: planning the DAG stays light
 
 
@@ -33,6 +35,7 @@ ruleorder: evaluate_diversity > evaluate_chat
 rule evaluate_chat:
     input:
         reward_model=reward_model_input,
+        reward_metrics=reward_model_metrics_input,
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         data=DATA_DIR,
     output:
@@ -42,6 +45,7 @@ rule evaluate_chat:
         export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
     params:
         reward_model=reward_model_dir,
+        reward_metrics=reward_model_metrics(),
         records=data_file("eval_chat"),
         world=DATA_SOURCE == "world",
         bon_n=config["evaluation"]["bon_n"],

@@ -197,8 +197,9 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
         for ext in ("csv", "md", "tex"):
             assert (default_run / f"results/tables/{name}.{ext}").stat().st_size > 0, (name, ext)
         prov = files.read_json(default_run / f"results/tables/{name}.provenance.json")
-        # The data table reads the data stage's counts and the training metrics, not the summary.
-        source = "results/data/world.json" if name == "data" else "results/summary.csv"
+        # The data table reads the data stage's counts and the training metrics, the claims' scoreboard
+        # their verdicts, not the summary.
+        source = {"data": "results/data/world.json", "claims": "results/claims.csv"}.get(name, "results/summary.csv")
         assert prov["config_hash"] and prov["versions"]["gemsft"] and source in prov["inputs"], (name, prov["inputs"])
     for name in FIGURES:
         if name == "fig12_model_gains":  # one model in the default tier
@@ -208,7 +209,17 @@ def test_report_has_every_table_and_figure_with_intervals_and_provenance(default
             assert (default_run / f"figures/{name}.{ext}").stat().st_size > 10_000, (name, ext)
         assert files.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
     comparison = pd.read_csv(default_run / "results/tables/paper_vs_reproduction.csv", keep_default_na=False)
-    assert {"paper", "ours", "difference", "holds"} <= set(comparison.columns)
+    assert {"paper", "ours", "difference", "verdict", "claim difference (95% CI)"} <= set(comparison.columns)
+    # Every claim judged on the run's per-item values, each with one of the four verdicts.
+    from gemsft.report.claims import CLAIM_IDS, CLAIMS_COLUMNS, VERDICTS, load_claims
+
+    claims = load_claims(default_run / "results/claims.csv")
+    assert tuple(claims.columns) == CLAIMS_COLUMNS and claims["id"].tolist() == list(CLAIM_IDS)
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    assert (claims[claims.verdict == "untestable"]["reason"] != "").all()
+    decided = claims[claims.verdict != "untestable"]
+    assert (decided.ci_low <= decided.ci_high).all() and (decided.n_items > 0).all()
+    assert set(comparison["verdict"]) - {"", "—"} <= set(VERDICTS)
 
 
 @pytest.mark.slow

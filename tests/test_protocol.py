@@ -122,7 +122,8 @@ def test_paper_config_plans_every_job_without_a_gpu(tmp_path, paper):
     # Figure 11 compares with the world's true next-token distribution; real data has none.
     from gemsft.report.registry import TABLE_NAMES
 
-    assert counts["sample_base"] == 1 and counts["figure"] == 6 and counts["table"] == len(TABLE_NAMES)
+    assert counts["sample_base"] == 1 and counts["figure"] == 7 and counts["table"] == len(TABLE_NAMES)
+    assert counts["claims"] == 1
 
 
 # --------------------------------------------------------------------- the pre-trained row (F.1)

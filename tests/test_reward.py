@@ -307,13 +307,19 @@ def test_world_reward_model_on_heldout_prompts(pipeline_run):
     chat and code only; chat generalises weakly to unseen prompts (slots whose every paraphrase is held
     out need pretraining knowledge). So the bar of 0.75 overall is out of reach here at any tried
     budget; the test asserts what is learned and reports the overall bar as an expected failure
-    instead of lowering it.
+    instead of lowering it. Since the world's chat pairs are labelled by its oracle (half acceptable vs
+    unacceptable, half two acceptable answers by true quality; issue 14), config.yaml's RM gave
+    held-out 0.81 (chat 0.58: acceptability 0.61, quality 0.56; code 0.98), train 0.83.
     """
     metrics = files.read_json(pipeline_run / "results/reward_model/tiny.metrics.json")
     held = metrics["heldout"]
     print(f"world RM: held-out pair accuracy {metrics['heldout_accuracy']:.3f} {held['per_family_accuracy']} "
-          f"({held['pairs']} pairs), train {metrics['train_accuracy']:.3f}, {metrics['steps']} steps")
+          f"{held['per_criterion_accuracy']} ({held['pairs']} pairs), train {metrics['train_accuracy']:.3f}, "
+          f"{metrics['steps']} steps")
     assert held["pairs"] >= 30 and set(held["per_family_accuracy"]) == {"chat", "code"}
+    # Chat pairs are labelled by the world's oracle: acceptable vs not, and two acceptable answers by quality.
+    assert set(held["per_criterion_accuracy"]) == {"acceptability", "quality"}
+    assert sum(p["pairs"] for p in held["per_prompt"]) == held["pairs"]
     assert held["per_family_accuracy"]["code"] >= 0.75, held
     assert metrics["train_accuracy"] > 0.55, metrics["train"]
     if metrics["heldout_accuracy"] < 0.75:

@@ -241,60 +241,61 @@ def test_paper_numbers_parse_and_name_metrics_we_produce():
     assert key[("Figure 7b", "gem_log_sigmoid", "0.7", "pass_at_k", 100)] == 82.5
 
 
+def claims_frame(rows) -> pd.DataFrame:
+    """results/claims.csv's rows: (id, verdict, difference, low, high), the rest as the rule writes it."""
+    by_id = {c.id: c for c in claims.CLAIMS}
+    records = [{"id": cid, "model": "tiny", "claim": by_id[cid].description, "task": by_id[cid].task,
+                "metric": by_id[cid].metric, "k": by_id[cid].k, "arm_a": "GEM (β=0.7)", "arm_b": "CE",
+                "direction": by_id[cid].direction, "value_a": NAN, "value_b": NAN, "difference": d, "ci_low": lo,
+                "ci_high": hi, "n_items": 8, "n_seeds": 1, "verdict": verdict,
+                "reason": "GEM (β=0.7) stands in for GEM (log-sigmoid, β=0.7)"}
+               for cid, verdict, d, lo, hi in rows]
+    return pd.DataFrame(records, columns=claims.CLAIMS_COLUMNS)
+
+
 def test_comparison_rows_match_paper_numbers_with_fallback_and_missing(full):
     paper = claims.load_paper()
+    verdicts = claims_frame([("entropy", "supported", 0.34, 0.31, 0.37),
+                             ("math_majority", "inconclusive", 1.25, -0.5, 3.0)])
     # Without the log-sigmoid runs, the linear GEM stands in and the "our run" column says so.
-    df = claims.paper_vs_reproduction(full[full.objective != "gem_log_sigmoid"], paper)
+    df = claims.paper_vs_reproduction(full[full.objective != "gem_log_sigmoid"], paper, verdicts)
     assert len(df) == len(paper) and list(df.columns) == claims.COMPARISON_COLUMNS
     entropy = df[df.what == "GEM (log-sigmoid, β=0.7): SFT test set entropy"].iloc[0]
     assert (entropy.paper, entropy.ours, entropy["our run"], entropy.difference) == (
         "0.76", "0.76 ± 0.01", "GEM (β=0.7)", "+0.00")
-    assert (entropy.claim, entropy.holds, entropy["CIs overlap"]) == ("GEM has higher entropy than CE", "yes", "no")
+    assert (entropy.claim, entropy.verdict, entropy["claim difference (95% CI)"]) == (
+        "GEM has higher entropy than CE", "supported", "GEM (β=0.7) − CE: +0.34 [+0.31, +0.37]")
+    majority = df[df.what == "GEM (log-sigmoid, β=0.7): math majority@16"].iloc[0]
+    assert (majority.verdict, majority["claim difference (95% CI)"]) == ("inconclusive", "GEM (β=0.7) − CE: +1.2 [-0.5, +3.0]")
+    # A claim claims.csv has no row for, and a paper number no claim is about.
+    tax = df[df.what == "GEM (log-sigmoid, β=0.7): knowledge alignment tax (average)"].iloc[0]
+    assert (tax.claim, tax.verdict, tax["claim difference (95% CI)"]) == ("GEM has a lower alignment tax than CE", "—", "—")
     sweep = df[df.what == "GEM (log-sigmoid, β=0.8): chat win rate, BoN@32"].iloc[0]
-    assert (sweep.ours, sweep.difference, sweep.holds, sweep["our run"]) == ("—", "—", "—", "—")
+    assert (sweep.ours, sweep.difference, sweep["our run"], sweep.claim, sweep.verdict) == ("—", "—", "—", "", "")
     # The exact objective wins when present.
     df = claims.paper_vs_reproduction(full, paper)
     assert df[df.what == "GEM (log-sigmoid, β=0.7): SFT test set entropy"].iloc[0]["our run"] == \
         "GEM (log-sigmoid, β=0.7)"
+    assert df[df.what == "GEM (log-sigmoid, β=0.7): SFT test set entropy"].iloc[0].verdict == "—"  # no claims.csv
     ce = df[df.what == "CE: math majority@16"].iloc[0]
-    assert (ce.source, ce.paper, ce.ours, ce.difference, ce.claim, ce.holds) == (
+    assert (ce.source, ce.paper, ce.ours, ce.difference, ce.claim, ce.verdict) == (
         "Table 4", "67.3", "60.0", "-7.3", "", "")
 
 
-def test_claims_hold_on_a_case_where_gem_wins(full):
-    verdicts = claims.evaluate_claims(full[full.objective != "gem_log_sigmoid"])
-    by_claim = verdicts.set_index("claim")
-    gem_claims = [c.description for c in claims.CLAIMS if c.objective_a.startswith("gem")]
-    answered = by_claim.loc[gem_claims]
-    answered = answered[answered.holds != "—"]
-    assert len(answered) == 9 and set(answered.holds) == {"yes"}
-    assert by_claim.loc["GEM has a higher BoN@32 win rate than CE", "CIs overlap"] == "no"
-    assert by_claim.loc["GEM has a lower alignment tax than CE", "CIs overlap"] == "no CI"
-    assert by_claim.loc["GEM is more diverse than CE (Sentence-BERT diversity)", "holds"] == "—"
-    # base has ngram 24 and CE 23 in the fixture: "CE is less diverse than the pre-trained model" holds.
-    assert by_claim.loc["CE is less diverse than the pre-trained model (N-gram diversity)", "holds"] == "yes"
-
-
-def test_claims_fail_when_gem_loses(full):
-    # GEM gets CE's numbers made slightly worse (a higher tax), with CE's intervals, so they overlap.
-    ce = full[full.objective == "ce"]
-    delta = ce.metric.str.startswith("alignment_tax").map({True: 1.0, False: -0.01})
-    gem = ce.assign(objective="gem", beta="0.7", value=ce.value + delta)
-    verdicts = claims.evaluate_claims(pd.concat([full[full.objective.isin(["ce", "base"])], gem]))
-    by_claim = verdicts.set_index("claim")
-    gem_claims = [c.description for c in claims.CLAIMS if c.objective_a.startswith("gem")]
-    answered = by_claim.loc[gem_claims]
-    answered = answered[answered.holds != "—"]
-    assert len(answered) == 9 and set(answered.holds) == {"no"}
-    assert by_claim.loc["GEM has higher entropy than CE", "CIs overlap"] == "yes"
-    assert by_claim.loc["GEM has a higher BoN@32 win rate than CE", "CIs overlap"] == "yes"
-
-
-def test_a_tie_does_not_hold():
-    s = summary([row("ce", "na", "sft_test", "entropy", None, 0.5),
-                 row("gem", "0.7", "sft_test", "entropy", None, 0.5)])
-    claim = claims.CLAIMS[0]
-    assert claims.evaluate_claims(s, [claim]).iloc[0].tolist() == ["tiny", claim.description, "no", "no CI"]
+def test_scoreboard_lists_every_claim_in_order_with_its_interval():
+    rows = [(c.id, "untestable", NAN, NAN, NAN) for c in claims.CLAIMS[::-1]]
+    rows[-1] = ("entropy", "supported", 0.344, 0.301, 0.372)  # given last, shown first
+    df = tables.build_table("claims", None, None, claims_frame(rows))
+    assert df["claim"].tolist() == [c.description for c in claims.CLAIMS]
+    assert df.iloc[0].tolist() == ["GEM has higher entropy than CE", "SFT test set entropy: GEM (β=0.7) − CE",
+                                   "+0.34 [+0.30, +0.37]", "supported",
+                                   "GEM (β=0.7) stands in for GEM (log-sigmoid, β=0.7)"]
+    assert df.iloc[2]["tested on"] == "HumanEval pass@100: GEM (β=0.7) − CE"
+    assert df.iloc[1]["difference A − B (95% CI)"] == "—"
+    two = pd.concat([claims_frame(rows), claims_frame(rows).assign(model="other")])
+    assert tables.build_table("claims", None, None, two)["model"].tolist() == ["other"] * 13 + ["tiny"] * 13
+    with pytest.raises(ValueError, match="claims have no rows"):
+        claims.claims_table(claims_frame([]))
 
 
 # --------------------------------------------------------------------------- writing
@@ -338,13 +339,17 @@ def test_write_table_leaves_nothing_behind_on_error(full, tmp_path, monkeypatch)
 
 
 def test_every_table_the_registry_names_has_a_builder():
-    assert (tables.DATA, *tables.TABLES, tables.COMPARISON) == registry.TABLE_NAMES
+    # The claims' scoreboard opens the report; the comparison with the paper closes it.
+    assert (tables.SCOREBOARD, tables.DATA, *tables.TABLES, tables.COMPARISON) == registry.TABLE_NAMES
     assert set(tables.TABLE_NAMES) == set(registry.TABLE_CAPTIONS)
 
 
 def test_build_all_writes_every_table(full, tmp_path):
-    paths = tables.build_all(full, claims.load_paper(), tmp_path)
+    assert {p.stem for p in tables.build_all(full, claims.load_paper(), tmp_path / "no_claims")} == \
+        set(tables.TABLES) | {"paper_vs_reproduction"}
+    out = tmp_path / "with_claims"
+    paths = tables.build_all(full, claims.load_paper(), out, claims_frame([("entropy", "supported", 0.3, 0.2, 0.4)]))
     names = {p.stem for p in paths}
-    assert names == set(tables.TABLES) | {"paper_vs_reproduction"}
+    assert names == set(tables.TABLES) | {"paper_vs_reproduction", "claims"}
     assert len(paths) == 3 * len(names) and all(p.is_file() for p in paths)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)

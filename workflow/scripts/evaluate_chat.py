@@ -15,6 +15,6 @@ records, samples = read_planned_samples(sm.input.samples, sm.input.data, sm.conf
 run = run_fields(sm.wildcards)
 write_chat_quality(records, samples, sm.params.reward_model, sm.output.scores, sm.output.chat_quality, run, sm.config,
                    sm.params.bon_n, sm.params.batch_size, sm.params.max_length, compat=sm.params.compat,
-                   loading=sm.params.loading)
+                   loading=sm.params.loading, reward_metrics=sm.params.reward_metrics)
 write_diversity(records, samples, sm.output.diversity, sm.output.export, run, sm.config, compat=sm.params.compat,
                 world=sm.params.world)

@@ -28,7 +28,14 @@ TASK_NAMES = {"chat": "chat", "code": "code", "humaneval": "HumanEval", "math": 
 METRIC_NAMES = {"ngram_diversity": "N-gram diversity", "self_bleu_diversity": "Self-BLEU diversity",
                 "sbert_diversity": "Sentence-BERT diversity", "greedy_accuracy": "greedy accuracy",
                 "alignment_tax_average": "alignment tax (average)", "entropy": "entropy",
-                "perplexity": "perplexity", "coverage": "coverage", "kl_to_world": "KL to world"}
+                "perplexity": "perplexity", "coverage": "coverage", "kl_to_world": "KL to world",
+                # the world's oracle reward (gemsft.score.oracle) and the reward model it checks
+                "oracle_win_rate": "oracle win rate", "oracle_hard_win_rate": "oracle hard win rate",
+                "oracle_bon_reward": "oracle best-of-N quality",
+                "rm_selected_oracle_win_rate": "oracle win rate of the reward model's pick",
+                "rm_selected_oracle_hard_win_rate": "oracle hard win rate of the reward model's pick",
+                "rm_selected_oracle_reward": "oracle quality of the reward model's pick",
+                "reward_model_accuracy": "reward model held-out accuracy"}
 
 
 def beta_text(beta) -> str | None:

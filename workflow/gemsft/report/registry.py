@@ -10,14 +10,24 @@ _CI = "Mean over seeds ± the larger side of the 95% bootstrap interval"
 #: a run whose samples of a task ran to max_tokens more often than this (%) is flagged in the report
 TRUNCATED_FLAG_PERCENT = 5.0
 
-#: table name -> caption, in the report's order; the last one compares with the paper's numbers
+#: table name -> caption, in the report's order: the claims' scoreboard first; the last one compares
+#: with the paper's numbers
 TABLE_CAPTIONS = {
+    "claims": "The paper's qualitative claims on our runs (results/claims.csv): the difference A − B between the "
+              "claim's two runs, on the per-item values both answered, with the 95% percentile interval of a paired "
+              "bootstrap (seed pairs resampled, then items with the same draws for both runs). Supported: the "
+              "interval excludes 0 on the paper's side; contradicted: on the other side; inconclusive: it contains "
+              "0; untestable: a side is missing or both sit at the metric's floor or ceiling (the reason says "
+              "which).",
     "data": "The data: rows of each file, rows dropped before training and why (a conversation or preference "
             "pair with an empty or whitespace-only turn), and the SFT rows the length policy left out "
             "(train.length_policy at train.max_length; one number when every run agrees).",
     "diversity": f"Output diversity on chat, 0-100, higher is more diverse (cf. paper Table 2); KL in nats. {_CI}.",
     "beta_sweep": "Chat win rate against the reference: one sample and best-of-N, CE and GEM across beta "
-                  f"(cf. paper Table 3). {_CI}.",
+                  "(cf. paper Table 3), under the reward model (RM). In the embedded world also under its "
+                  "oracle reward, the answers' true quality: best-of-N picked by the oracle, and picked by "
+                  "the RM but scored by the oracle (RM's BoN). For an RM trained here, its pair accuracy (%) on "
+                  f"the chat preference prompts held out from its training (one RM scores every run). {_CI}.",
     "math": f"Math: greedy accuracy, majority voting and pass rate over the samples (cf. paper Table 4). {_CI}.",
     "entropy": f"Mean next-token entropy (nats) and perplexity on the SFT test set (cf. paper Section 6.1). {_CI}.",
     "alignment_tax": "Knowledge accuracy and alignment tax (base minus tuned, points; cf. paper Section 6.2, "
@@ -27,7 +37,8 @@ TABLE_CAPTIONS = {
                   f"task's samples (math: the samples and the greedy answer). A run over {TRUNCATED_FLAG_PERCENT:g}% in a task is "
                   f"flagged: its scores there are of cut-off answers. {_CI}.",
     "paper_vs_reproduction": "The paper's numbers beside ours (Llama-3.1-8B there, the embedded world here), "
-                             "and whether the paper's qualitative claims hold on our runs.",
+                             "and the verdict on each qualitative claim about a number with its paired difference "
+                             "and 95% interval (the claims table has every claim).",
 }
 TABLE_NAMES = tuple(TABLE_CAPTIONS)
 
@@ -61,7 +72,10 @@ FIGURE_CAPTIONS = {
         "as a function of the number of samples N (log2 axis), one line per fine-tuned run, from the "
         "chat scoring stage (task chat, metric win_rate, k = N; reward-model best-of-N, Bradley-Terry "
         "win probability, averaged over prompts and seeds). Shaded bands are 95% bootstrap intervals "
-        "over prompts. N = 1 is plain random sampling."
+        "over prompts. N = 1 is plain random sampling. In the embedded world a second panel shows the "
+        "win rate under the world's oracle reward (the answers' true quality; metric oracle_win_rate): "
+        "solid lines pick the best of N by the oracle, dashed lines pick it by the reward model and score "
+        "it by the oracle (rm_selected_oracle_win_rate)."
     ),
     "fig7b_pass_at_k": (
         "Figure 7(b), test-time scaling on code: pass@k (%, unbiased estimator 1 - C(n-c,k)/C(n,k)) "
@@ -91,6 +105,16 @@ FIGURE_CAPTIONS = {
         "answer distribution when it is known. The red dotted line marks the paper's threshold of "
         "1e-4; tokens are in the same order in every panel (world answers first). A missing bar means "
         "the token is not among that model's top tokens."
+    ),
+    # from results/claims.csv, not the summary
+    "claims_forest": (
+        "The paper's qualitative claims on our runs, one row per claim (results/claims.csv): the paired "
+        "difference between the claim's two runs with its 95% paired-bootstrap interval, signed so that "
+        "the paper's claimed direction points right (for a claim that A is lower than B, B − A is drawn). "
+        "The line at 0 is no difference. Each verdict is written and coloured at its row: supported "
+        "(interval right of 0), contradicted (left of 0), inconclusive (across 0), untestable (no "
+        "interval drawn; a side missing, or both at the metric's floor or ceiling). Differences in "
+        "percentage points and in nats (entropy) are in separate panels with their own axes."
     ),
     # needs more than one model
     "fig12_model_gains": (

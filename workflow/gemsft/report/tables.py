@@ -2,9 +2,10 @@
 
 Every builder takes the summary (one row per model x objective x beta x task x metric x k, aggregated
 over seeds) and returns a DataFrame of display strings (`gemsft.report.cells`). Names and captions are
-in `gemsft.report.registry`; the paper-vs-reproduction table is `gemsft.report.claims`. The data table
-alone reads no summary: it is `gemsft.report.data_table`, built from the data directory and the runs'
-training metrics.
+in `gemsft.report.registry`; the paper-vs-reproduction table and the claims' scoreboard are
+`gemsft.report.claims`, and both read the claims' verdicts (results/claims.csv; the scoreboard reads
+nothing else). The data table reads no summary either: it is `gemsft.report.data_table`, built from
+the data directory and the runs' training metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gemsft.config import BASE_OBJECTIVE
 from gemsft.evaluate.stage import TRUNCATED
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE, tax_metric
 from gemsft.report.cells import Cells, Column, table_frame
-from gemsft.report.claims import paper_vs_reproduction
+from gemsft.report.claims import claims_table, paper_vs_reproduction
 from gemsft.report.labels import TASK_NAMES
 from gemsft.report.registry import TABLE_CAPTIONS as CAPTIONS, TABLE_NAMES, TRUNCATED_FLAG_PERCENT
 from gemsft.report.table_files import write_table
@@ -39,9 +40,15 @@ def table3_beta_sweep(summary: pd.DataFrame) -> pd.DataFrame:
     runs = cells.runs({"chat"}, objectives={"ce", "gem", "gem_log_sigmoid"})
     columns = [Column("single sample", "chat", "win_rate", 1)]
     largest = max(cells.ks("chat", "win_rate", runs), default=None)
+    oracle = [Column("oracle: single sample", "chat", "oracle_win_rate", 1)]
     if largest is not None and largest > 1:
         columns.append(Column(f"BoN@{largest}", "chat", "win_rate", largest))
-    return table_frame(cells, runs, columns)
+        oracle += [Column(f"oracle: BoN@{largest}", "chat", "oracle_win_rate", largest),
+                   Column(f"oracle: RM's BoN@{largest}", "chat", "rm_selected_oracle_win_rate", largest)]
+    # Only the embedded world has an oracle; the held-out accuracy of a trained reward model says how
+    # far its best-of-N (the columns before) can be trusted.
+    oracle.append(Column("RM held-out accuracy", "chat", "reward_model_accuracy"))
+    return table_frame(cells, runs, columns + [c for c in oracle if cells.has(c.task, c.metric)])
 
 
 def table4_math(summary: pd.DataFrame) -> pd.DataFrame:
@@ -100,8 +107,8 @@ def truncation_table(summary: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-# The tables read from the summary alone; the comparison also reads the paper's numbers, and the
-# data table (DATA) neither.
+# The tables read from the summary alone; the comparison also reads the paper's numbers and the
+# claims' verdicts, the scoreboard (SCOREBOARD) only the verdicts, and the data table (DATA) neither.
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "diversity": table2_diversity,
     "beta_sweep": table3_beta_sweep,
@@ -112,22 +119,33 @@ TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "truncation": truncation_table,
 }
 COMPARISON = "paper_vs_reproduction"
+SCOREBOARD = "claims"
 DATA = "data"
 SUMMARY_TABLES = tuple(name for name in TABLE_NAMES if name != DATA)
 
 
-def build_table(name: str, summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+def build_table(name: str, summary: pd.DataFrame | None, paper: pd.DataFrame | None,
+                claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table `name`; `claims` (results/claims.csv) is needed by the scoreboard, which reads nothing else,
+    and shown by the comparison."""
+    if name == SCOREBOARD:
+        if claims is None:
+            raise ValueError(f"the {SCOREBOARD!r} table is built from results/claims.csv; none was given")
+        return claims_table(claims)
     if name == COMPARISON:
-        return paper_vs_reproduction(summary, paper)
+        return paper_vs_reproduction(summary, paper, claims)
     if name not in TABLES:
         raise ValueError(f"unknown table {name!r}; expected one of {', '.join(SUMMARY_TABLES)} "
                          f"(the {DATA!r} table is gemsft.report.data_table's)")
     return TABLES[name](summary)
 
 
-def build_all(summary: pd.DataFrame, paper: pd.DataFrame, out_dir) -> list[Path]:
-    """Every table built from the summary (all but the data table)."""
+def build_all(summary: pd.DataFrame, paper: pd.DataFrame, out_dir, claims: pd.DataFrame | None = None) -> list[Path]:
+    """Every table built from the summary (all but the data table), and the scoreboard when `claims`
+    is given."""
     written = []
     for name in SUMMARY_TABLES:
-        written += write_table(build_table(name, summary, paper), out_dir, name, CAPTIONS[name])
+        if name == SCOREBOARD and claims is None:
+            continue
+        written += write_table(build_table(name, summary, paper, claims), out_dir, name, CAPTIONS[name])
     return written

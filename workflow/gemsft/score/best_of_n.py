@@ -2,7 +2,9 @@
 
 The exact expectation over all size-N subsets of the samples (order statistics), or the official
 script's first N samples (`compat: paper_code`). The win rate is the Bradley-Terry probability
-sigmoid(r_best - r_ref); the hard win rate counts r_best > r_ref."""
+sigmoid(r_best - r_ref); the hard win rate counts r_best > r_ref. The `*_selected` variants pick the
+best of N by one score and report another's value of the pick (pick by the reward model, score by the
+world's oracle)."""
 
 from __future__ import annotations
 
@@ -71,3 +73,40 @@ def first_n_best(rewards, N: int) -> float:
 def first_n_win_rate(rewards, ref_reward: float, N: int, hard: bool = False) -> float:
     """Win rate of the best of the FIRST N samples against the reference (compat: paper_code)."""
     return float(_win(first_n_best(rewards, N), ref_reward, hard))
+
+
+def _values_of_pick(select, values, N: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(select, values) as float arrays of the same length, checked; N checked against them."""
+    s, N = _check(select, N)
+    v, _ = _check(values, 1)
+    if v.shape != s.shape:
+        raise ValueError(f"best-of-N selection: {s.size} selection scores but {v.size} values")
+    return s, v, N
+
+
+def _tie_means(select: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value replaced by the mean over the samples with the same selection score: a tie for the
+    best is broken uniformly at random, so the tied samples share the pick's probability equally."""
+    _, group, counts = np.unique(select, return_inverse=True, return_counts=True)
+    return (np.bincount(group, weights=values) / counts)[group]
+
+
+def expected_selected(select, values, N: int, f=lambda v: v) -> float:
+    """E over size-N subsets of f(value of the subset's highest-`select` sample), exactly: the order
+    statistics of `select` weight the values (ties in `select` broken uniformly at random)."""
+    s, v, N = _values_of_pick(select, values, N)
+    order = np.argsort(s, kind="stable")
+    return float(np.dot(_max_weights(s.size, N), _tie_means(s[order], f(v[order]))))
+
+
+def first_n_selected(select, values, N: int, f=lambda v: v) -> float:
+    """f(value of the highest-`select` sample among the FIRST N samples) (compat: paper_code); ties
+    in `select` average f over the tied samples."""
+    s, v, N = _values_of_pick(select, values, N)
+    s, fv = s[:N], np.asarray(f(v[:N]), dtype=np.float64)
+    return float(np.mean(fv[s == s.max()]))
+
+
+def win_against(ref_reward: float, hard: bool = False):
+    """The win function of a picked value against the reference: f for the `*_selected` functions."""
+    return lambda r: _win(r, ref_reward, hard)

@@ -204,16 +204,32 @@ def _pair_rewards(model, tokenizer, rows: list[dict], max_length: int, batch_siz
     return rewards[: len(rows)], rewards[len(rows):]
 
 
-def _pair_metrics(rows: list[dict], chosen: np.ndarray, rejected: np.ndarray) -> dict:
+def _pair_metrics(rows: list[dict], chosen: np.ndarray, rejected: np.ndarray, per_prompt: bool = False) -> dict:
+    """Pair accuracy overall, per family and per criterion (what a world chat pair's label is about:
+    acceptability or quality); with `per_prompt`, each prompt's pairs and correct pairs too (the
+    chat-quality stage reports the held-out accuracy with an interval over prompts)."""
     if not rows:
-        return {"accuracy": None, "loss": None, "pairs": 0, "prompts": 0, "per_family_accuracy": {}}
+        return {"accuracy": None, "loss": None, "pairs": 0, "prompts": 0, "per_family_accuracy": {},
+                "per_criterion_accuracy": {}, **({"per_prompt": []} if per_prompt else {})}
     margin = chosen - rejected
     families: dict[str, list[bool]] = {}
+    criteria: dict[str, list[bool]] = {}
+    prompts: dict = {}
     for row, m in zip(rows, margin):
         families.setdefault(str(row.get("family", "")), []).append(bool(m > 0))
-    return {"accuracy": float(np.mean(margin > 0)), "loss": float(np.mean(np.logaddexp(0.0, -margin))),
-            "mean_margin": float(np.mean(margin)), "pairs": len(rows), "prompts": len({r["id"] for r in rows}),
-            "per_family_accuracy": {f: float(np.mean(v)) for f, v in sorted(families.items())}}
+        if "criterion" in row:
+            criteria.setdefault(str(row["criterion"]), []).append(bool(m > 0))
+        entry = prompts.setdefault(row["id"], {"id": row["id"], "family": str(row.get("family", "")),
+                                               "pairs": 0, "correct": 0})
+        entry["pairs"] += 1
+        entry["correct"] += int(m > 0)
+    result = {"accuracy": float(np.mean(margin > 0)), "loss": float(np.mean(np.logaddexp(0.0, -margin))),
+              "mean_margin": float(np.mean(margin)), "pairs": len(rows), "prompts": len(prompts),
+              "per_family_accuracy": {f: float(np.mean(v)) for f, v in sorted(families.items())},
+              "per_criterion_accuracy": {c: float(np.mean(v)) for c, v in sorted(criteria.items())}}
+    if per_prompt:
+        result["per_prompt"] = list(prompts.values())
+    return result
 
 
 def train_reward_model(base_dir: str | Path, preferences_path: str | Path, out_dir: str | Path,
@@ -228,7 +244,8 @@ def train_reward_model(base_dir: str | Path, preferences_path: str | Path, out_d
     loss is -log sigmoid(r_chosen - r_rejected), averaged over a batch of pairs; AdamW with cosine
     decay and warm-up, grad-norm clipping, seeded shuffling. A `heldout_fraction` of the prompts
     (grouped by `id`, per family, seeded) is held out; the metrics report the held-out and train pair
-    accuracy (fraction with r_chosen > r_rejected) after training.
+    accuracy (fraction with r_chosen > r_rejected) after training, per family and per criterion (a
+    world chat pair's "acceptability" or "quality"), and for the held-out set per prompt.
 
     cfg: epochs (may be fractional), batch_size (pairs per step), learning_rate, seed, heldout_fraction (0.1),
     max_length (conversations longer keep their last tokens); optional max_steps (stop early),
@@ -311,7 +328,8 @@ def train_reward_model(base_dir: str | Path, preferences_path: str | Path, out_d
 
     eval_batch = max(2 * batch_size, 64)
     train_eval = _pair_metrics(train_rows, *_pair_rewards(model, tokenizer, train_rows, limit, eval_batch))
-    heldout_eval = _pair_metrics(heldout_rows, *_pair_rewards(model, tokenizer, heldout_rows, limit, eval_batch))
+    heldout_eval = _pair_metrics(heldout_rows, *_pair_rewards(model, tokenizer, heldout_rows, limit, eval_batch),
+                                 per_prompt=True)
     metrics = {
         "heldout_accuracy": heldout_eval["accuracy"],
         "train_accuracy": train_eval["accuracy"],

@@ -9,8 +9,9 @@ PNG/PDF atomically.
 Input: ``results/summary.csv`` (one row per model, objective, beta, task, metric, k aggregated over
 seeds, with a 95% bootstrap interval ``ci_low``/``ci_high``; read by
 :mod:`gemsft.report.summary_reader`) and, for Figure 11, the model-statistics stage JSONs
-(``model_stats``: dicts with ``run`` and ``next_token``). Missing data is an error that names the
-missing task and metric, never an empty plot.
+(``model_stats``: dicts with ``run`` and ``next_token``); the claims figure reads the claims' verdicts
+(``results/claims.csv``, :func:`gemsft.report.claims.load_claims`) instead. Missing data is an error
+that names the missing task and metric, never an empty plot.
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ DEFAULT_DPI = 150
 
 @dataclass
 class FigureData:
-    """What the figures are drawn from: the summary table and (Figure 11) model-stats stage JSONs."""
+    """What the figures are drawn from: the summary table, (Figure 11) model-stats stage JSONs and (the
+    claims figure) the claims' verdicts."""
 
     summary: pd.DataFrame
     model_stats: list[dict] = field(default_factory=list)
+    claims: pd.DataFrame | None = None
 
     @classmethod
     def from_files(cls, summary_csv: str | os.PathLike | None = None,
