@@ -1,6 +1,12 @@
 """Wall time of the whole embedded-default DAG from a fresh clone: `make run` with nothing built.
 
 Usage: python benchmarks/dag_time.py [--out benchmarks/results/dag_time.txt]
+       python benchmarks/dag_time.py --configfile config/study.yaml --world-seed 1 --keep ../study-seed1 \
+           --out benchmarks/results/study_time_seed1.txt
+
+With --configfile the clone runs `snakemake --profile profiles/local` with those config files after
+config/config.yaml (and a world seed, if given) instead of `make run`; --keep copies the finished
+run's results/ and figures/ to a directory, for `docs/update_study.py --run DIR`.
 
 Clones HEAD into a temporary directory, points its `.venv` at this checkout's (the environment is
 built once per machine, about 3 minutes, and is not part of the DAG; `make -o` keeps make from
@@ -15,6 +21,7 @@ import argparse
 import collections
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +43,12 @@ def rule_seconds(results: Path) -> dict[str, tuple[float, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/dag_time.txt")
+    parser.add_argument("--configfile", nargs="+", default=[], help="config files after config/config.yaml")
+    parser.add_argument("--world-seed", type=int, default=None, help="world.seed (with --configfile)")
+    parser.add_argument("--keep", default=None, help="copy the finished run's results/ and figures/ here")
     args = parser.parse_args()
+    if args.world_seed is not None and not args.configfile:
+        parser.error("--world-seed needs --configfile")
     if not (REPO / ".venv/.installed").is_file():
         raise SystemExit("no built environment: run `make env` first")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -45,15 +57,28 @@ def main() -> None:
         clone = Path(tmp) / "gemsft"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         os.symlink(REPO / ".venv", clone / ".venv")
+        command, what = ["make", "-o", ".venv/.installed", "run"], "make run"
+        if args.configfile:
+            configs = ["config/config.yaml", *args.configfile]
+            if args.world_seed is not None:
+                # a file, not --config world=...: --config would give the seed as a string
+                (clone / "world-seed.yaml").write_text(f"world:\n  seed: {args.world_seed}\n")
+                configs.append("world-seed.yaml")
+            command = [str(REPO / ".venv/bin/snakemake"), "--cores", "all", "--profile", "profiles/local",
+                       "--configfile", *configs]
+            what = "snakemake --configfile " + " ".join(configs)
         start = time.perf_counter()
         env = {**os.environ, "PYTHONPATH": str(clone / "workflow")}
-        proc = subprocess.run(["make", "-o", ".venv/.installed", "run"], cwd=clone, env=env, capture_output=True,
-                              text=True)
+        proc = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            sys.exit(f"make run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            sys.exit(f"{what} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         per_rule = rule_seconds(clone / "results")
-    lines = [f"make run from a fresh clone of {commit} on {os.cpu_count()} CPUs: {seconds:.1f} s ({seconds / 60:.2f} min)",
+        if args.keep:
+            keep = Path(args.keep).resolve()
+            for part in ("results", "figures"):
+                shutil.copytree(clone / part, keep / part, dirs_exist_ok=True)
+    lines = [f"{what} from a fresh clone of {commit} on {os.cpu_count()} CPUs: {seconds:.1f} s ({seconds / 60:.2f} min)",
              "job seconds per rule (benchmark files; report rules have none):"]
     lines += [f"  {rule:22s} {total:7.1f} s over {n} jobs" for rule, (total, n) in per_rule.items()]
     text = "\n".join(lines) + "\n"

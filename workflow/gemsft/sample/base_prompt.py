@@ -1,5 +1,5 @@
-"""The base model's prompts (Table 2's pre-trained row): chat prompts in the pretraining frame, after
-k worked examples.
+"""The base model's prompts (Table 2's pre-trained row): chat prompts, and math questions, in the
+pretraining frame, after k worked examples.
 
 Appendix F.1 samples the pre-trained Llama-3.1-8B "employing few-shot learning to teach the model to
 follow instructions and answer questions": 5 shots (Table 2), 100 AlpacaEval prompts, 32 responses
@@ -86,8 +86,10 @@ def base_requests(data_dir: str | Path, settings: dict[str, dict], outputs: list
     With 0 shots the text is exactly what the "qa" format renders."""
     examples = few_shot_examples(data_dir, shots)
     requests = sample_requests(data_dir, settings, outputs, "raw")
-    return {output: dataclasses.replace(request, prompts=[{**p, "prompt": qa_prompt(p["prompt"], examples)}
-                                                          for p in request.prompts])
+    # Math is asked as its bare question, the frame of the world's pretraining math documents (the SFT
+    # prompt's instructions around it are what SFT teaches).
+    return {output: dataclasses.replace(request, prompts=[
+                {**p, "prompt": qa_prompt(p.get("question", p["prompt"]), examples)} for p in request.prompts])
             for output, request in requests.items()}
 
 

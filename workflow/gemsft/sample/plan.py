@@ -95,7 +95,9 @@ def task_prompts(world_dir: str | Path, task: str, limit: int | None) -> list[di
     if task == "humaneval":
         return [{"id": r["id"], "prompt": r["prompt"]} for r in humaneval_problems(limit)]
     records = files.read_jsonl(Path(world_dir) / FILES[f"eval_{task}"])
-    return [{"id": r["id"], "prompt": r["prompt"]} for r in records[:limit]]
+    # A math record's bare question is what the base model is asked in its pretraining frame.
+    return [{"id": r["id"], "prompt": r["prompt"], **({"question": r["question"]} if "question" in r else {})}
+            for r in records[:limit]]
 
 
 def sample_requests(world_dir: str | Path, settings: dict[str, dict], outputs: list[str],

@@ -29,12 +29,14 @@ SOLUTIONS = (
 SFT_VOICE = "Let's think step by step. {a} {op} {b} = {c}. The answer is: {c}"
 
 
+# Operands up to two digits: pretraining states each arithmetic fact a few times at most, so a
+# question's difficulty is graded by how often (if ever) its fact was seen.
 def _operands(op: str):
     if op == "mul":
-        return itertools.product(range(2, 6), range(2, 6))
+        return itertools.product(range(2, 10), range(2, 10))
     if op == "sub":
-        return ((a, b) for a in range(2, 10) for b in range(1, a))
-    return itertools.product(range(1, 10), range(1, 10))
+        return ((a, b) for a in range(2, 20) for b in range(1, a))
+    return itertools.product(range(1, 20), range(1, 20))
 
 
 def _result(op: str, a: int, b: int) -> int:

@@ -42,14 +42,15 @@ def _chat_example(task: Task, response: str) -> dict:
 def build_world(cfg: dict) -> dict[str, list[dict]]:
     """All record sets of the world, keyed like FILES (without the summary)."""
     rng = random.Random(cfg["seed"])
-    tasks = (chat.build_tasks(rng, cfg["test_fraction"], cfg["zipf_exponent"])
-             + code.build_tasks(rng, cfg["test_fraction"], cfg["zipf_exponent"])
+    tasks = (chat.build_tasks(rng, cfg["test_fraction"], cfg["zipf_exponent"], quality_seed=cfg["seed"])
+             + code.build_tasks(rng, cfg["zipf_exponent"], **cfg["code"])
              + arithmetic.build_tasks(rng, **cfg["math"]))
     facts = knowledge.build_facts(rng, cfg["knowledge"]["n_countries"])
     repeats = {"chat": cfg["pretrain_samples_per_chat_prompt"], "code": cfg["pretrain_samples_per_code_task"],
                "math": 1}
 
     pretrain, sft_train, sft_test, preferences = [], [], [], []
+    chat_pair_rng = random.Random(f"gemsft-world/{cfg['seed']}/chat-preferences")
     for task in tasks:
         family = FAMILIES[task.family]
         if task.split in ("train", "pretrain"):
@@ -60,10 +61,14 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
             # Narrow SFT data: one response per prompt, in one voice, from a sharpened p(y|x).
             chosen_key = task.sample_key(rng, cfg["sft_answer_temperature"])
             sft_train.append(_chat_example(task, family.sft_response(task, chosen_key)))
-            for _ in range(cfg["preference_pairs_per_prompt"]):
-                preferences.append({"id": task.id, "family": task.family, "prompt": user_content(task),
-                                    "chosen": family.sft_response(task, task.sample_key(rng)),
-                                    "rejected": family.unacceptable_response(task, rng)})
+            for index in range(cfg["preference_pairs_per_prompt"]):
+                # Both drawn for every pair, even a chat quality pair with no use for the unacceptable
+                # one: the main stream, hence every file but the chat pairs, is then the same whatever
+                # the oracle's labelling does.
+                key, unacceptable = task.sample_key(rng), family.unacceptable_response(task, rng)
+                pair = (chat.preference_pair(task, index, key, unacceptable, chat_pair_rng) if task.family == "chat"
+                        else {"chosen": family.sft_response(task, key), "rejected": unacceptable})
+                preferences.append({"id": task.id, "family": task.family, "prompt": user_content(task), **pair})
         if task.split == "test":
             sft_test.append(_chat_example(task, family.sft_response(task, task.mode_key())))
     for fact in facts:
@@ -77,10 +82,12 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
         "sft_train": sft_train,
         "sft_test": sft_test,
         "eval_chat": [{"id": t.id, "kind": t.kind, "slot": t.slot, "prompt": t.request,
-                       "reference": chat.sft_response(t, t.mode_key()), "acceptable": sorted(t.p), "p": t.p}
+                       "reference": chat.sft_response(t, t.mode_key()), "acceptable": sorted(t.p), "p": t.p,
+                       "quality": t.extra["quality"]}
                       for t in test if t.family == "chat"],
         "eval_code": [{"id": t.id, "kind": t.kind, "prompt": t.request, "entry_point": t.extra["entry_point"],
-                       "tests": t.extra["tests"], "solutions": t.extra["solutions"], "p": t.p}
+                       "tests": t.extra["tests"], "solutions": t.extra["solutions"], "p": t.p,
+                       "role": t.extra["role"], "bug_rate": round(t.extra["bug_rate"], 4)}
                       for t in test if t.family == "code"],
         "eval_math": [{"id": t.id, "prompt": user_content(t), "question": t.request,
                        "answer": t.extra["answer"], "reference": arithmetic.sft_response(t)}
