@@ -5,8 +5,9 @@ Usage: python benchmarks/dag_time.py [--out benchmarks/results/dag_time.txt]
            --out benchmarks/results/study_time_seed1.txt
 
 With --configfile the clone runs `snakemake --profile profiles/local` with those config files after
-config/config.yaml (and a world seed, if given) instead of `make run`; --keep copies the finished
-run's results/ and figures/ to a directory, for `docs/update_study.py --run DIR`.
+config/config.yaml (and a world seed, if given) instead of `make run`; --keep makes the clone and its
+run in that directory (made by the clone, kept afterwards, finished or not), for
+`docs/update_study.py --run DIR`.
 
 Clones HEAD into a temporary directory, points its `.venv` at this checkout's (the environment is
 built once per machine, about 3 minutes, and is not part of the DAG; `make -o` keeps make from
@@ -20,8 +21,8 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/dag_time.txt")
     parser.add_argument("--configfile", nargs="+", default=[], help="config files after config/config.yaml")
     parser.add_argument("--world-seed", type=int, default=None, help="world.seed (with --configfile)")
-    parser.add_argument("--keep", default=None, help="copy the finished run's results/ and figures/ here")
+    parser.add_argument("--keep", default=None,
+                        help="clone into this new directory and keep it (finished or not: a failed run resumes there)")
     args = parser.parse_args()
     if args.world_seed is not None and not args.configfile:
         parser.error("--world-seed needs --configfile")
@@ -53,8 +55,10 @@ def main() -> None:
         raise SystemExit("no built environment: run `make env` first")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.strip()
-    with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "gemsft"
+    if args.keep and Path(args.keep).exists():
+        raise SystemExit(f"--keep {args.keep}: already exists")
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
+        clone = Path(tmp).resolve() if args.keep else Path(tmp) / "gemsft"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         os.symlink(REPO / ".venv", clone / ".venv")
         command, what = ["make", "-o", ".venv/.installed", "run"], "make run"
@@ -74,10 +78,6 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"{what} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         per_rule = rule_seconds(clone / "results")
-        if args.keep:
-            keep = Path(args.keep).resolve()
-            for part in ("results", "figures"):
-                shutil.copytree(clone / part, keep / part, dirs_exist_ok=True)
     lines = [f"{what} from a fresh clone of {commit} on {os.cpu_count()} CPUs: {seconds:.1f} s ({seconds / 60:.2f} min)",
              "job seconds per rule (benchmark files; report rules have none):"]
     lines += [f"  {rule:22s} {total:7.1f} s over {n} jobs" for rule, (total, n) in per_rule.items()]
