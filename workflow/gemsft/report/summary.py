@@ -151,7 +151,8 @@ def summarize(stages: list[dict], n_resamples: int = 1000, level: float = 0.95, 
     return rows
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
+    """A CSV cell: empty for None and NaN, floats at full precision (repr)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -166,6 +167,6 @@ def write_summary(stage_paths: list[str], out_csv: str, n_resamples: int = 1000,
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(SUMMARY_COLUMNS)
         for row in rows:
-            writer.writerow([_cell(row[c]) for c in SUMMARY_COLUMNS])
+            writer.writerow([csv_cell(row[c]) for c in SUMMARY_COLUMNS])
     return len(rows)
 

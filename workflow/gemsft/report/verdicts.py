@@ -33,6 +33,7 @@ from gemsft.report.claims import (BETA_OBJECTIVES, CLAIMS, CLAIMS_COLUMNS, CONTR
                                   metric_text)
 from gemsft.report.labels import objective_label
 from gemsft.report.paired import Items, pair_seeds, paired_bootstrap, paired_stratum
+from gemsft.report.summary import csv_cell
 
 SOURCES = ("world", "real")
 DEFAULT_KNOWLEDGE_TASKS = (("knowledge", "acc"),)
@@ -236,14 +237,6 @@ def judge_claims(stages: Iterable[dict], source: str, knowledge_tasks=DEFAULT_KN
             for model in index.models for c in claims]
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return str(value)
-
-
 def write_claims(stage_paths: list[str], out_csv: str, source: str, knowledge_tasks=DEFAULT_KNOWLEDGE_TASKS,
                  n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> list[dict]:
     stages = []
@@ -257,5 +250,5 @@ def write_claims(stage_paths: list[str], out_csv: str, source: str, knowledge_ta
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CLAIMS_COLUMNS)
         for row in rows:
-            writer.writerow([_cell(row[c]) for c in CLAIMS_COLUMNS])
+            writer.writerow([csv_cell(row[c]) for c in CLAIMS_COLUMNS])
     return rows
