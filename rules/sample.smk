@@ -1,7 +1,7 @@
 # Sampling (Section 6, Appendix E): every fine-tuned model answers each evaluation prompt n times at
 # temperature 0.6, top_k 50, top_p 0.9 (chat 32, code 200 per problem, math 16 plus a greedy
 # answer). The base model answers the chat prompts in its pretraining frame (Table 2's
-# "pre-trained" row), and the math questions there too (no paper number; it calibrates the world).
+# "pre-trained" row), and in the world the math questions too (no paper number; it calibrates the world).
 from gemsft.model_loading import loading_settings  # no torch: planning the DAG stays light
 from gemsft.sample.base_prompt import base_chat_settings, base_config
 
@@ -43,9 +43,9 @@ rule sample_base:
         backend=config["sampling"]["backend"],
         batch_size=config["sampling"]["batch_size"],
         # sampling.base: the first `prompts` chat prompts after `shots` worked examples (Table 2's 5-shot row).
-        # and the math questions (greedy and sampled): the study calibrates math on the base model
+        # and in the world the math questions (greedy and sampled): the world's math is calibrated on it
         tasks={"chat": base_chat_settings(config["sampling"]),
-               **({"math": sampling_settings("math")} if "math" in TASKS else {})},
+               **({"math": sampling_settings("math")} if BASE_MATH else {})},
         shots=base_config(config["sampling"])["shots"],
         loading=loading_settings(config["model"]),
     log:
