@@ -338,6 +338,26 @@ def test_code_evaluation_grades_functions_by_what_training_showed(world):
             assert len(pretrain_requests) == 1, fn
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_code_roles_and_bug_rates_are_stratified_within_each_kind(base_cfg, seed):
+    """Every world seed gets the same mix: each kind has round(sft_fraction * n) SFT functions,
+    round(unseen_fraction * rest) unseen ones, and one bug rate in each of n equal strata of
+    [0, max_bug_rate]."""
+    cfg = base_cfg["code"]
+    tasks = code.build_tasks(random.Random(seed), base_cfg["zipf_exponent"], **cfg)
+    functions = {t.extra["entry_point"]: t for t in tasks}
+    for kind, spec in code.SPECS.items():
+        mine = [t for t in functions.values() if t.kind == kind]
+        n = len(spec.constants)
+        assert len(mine) == n
+        roles = collections.Counter(t.extra["role"] for t in mine)
+        n_sft = round(cfg["sft_fraction"] * n)
+        assert roles["sft"] == n_sft, kind
+        assert roles["unseen"] == round(cfg["unseen_fraction"] * (n - n_sft)), kind
+        strata = sorted(int(t.extra["bug_rate"] / cfg["max_bug_rate"] * n) for t in mine)
+        assert strata == list(range(n)), kind
+
+
 def test_sft_train_and_test_ids_disjoint(world):
     train_ids = [r["id"] for r in world["sft_train"]]
     test_ids = [r["id"] for r in world["sft_test"]]
@@ -698,8 +718,8 @@ def test_chat_qualities_follow_the_seed_not_p(base_cfg, world, monkeypatch):
 # chat pretraining documents, SFT rows and probes) for config.yaml's world. When the oracle was added
 # it equalled the digest of the world before it (commit 892c2ad): drawing the qualities and labelling
 # the pairs must not move the main random stream. A deliberate change of the world updates it (last:
-# the issue-14 calibration, whose code family draws differently from the world's stream).
-CHAT_DIGEST_BEFORE_ORACLE = "f1eae8c2a0eadc980885dc0d6d763ba2f3cc82615fb4c00a7f4aac28c287dfe7"
+# the code family's stratified roles and bug rates, which draw differently from the world's stream).
+CHAT_DIGEST_BEFORE_ORACLE = "efc4a5282532bbf51724cda9c4aa3bbed13e64deed8a1bccf358df0a5082a71f"
 
 
 def chat_digest(world: dict) -> str:

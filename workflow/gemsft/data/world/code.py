@@ -81,6 +81,23 @@ def function_code(fn: str, arg: str, body: str) -> str:
     return f"def {fn}({arg}):\n    {body}"
 
 
+def _stratified_roles(n: int, rng: random.Random, sft_fraction: float, unseen_fraction: float) -> list[str]:
+    """The roles of one kind's n functions, in exact proportions (rounded), shuffled: every world seed
+    gets the same mix of easy and hard items, so its difficulty does not hang on a lucky draw."""
+    n_sft = round(sft_fraction * n)
+    n_unseen = round(unseen_fraction * (n - n_sft))
+    roles = ["sft"] * n_sft + ["unseen"] * n_unseen + ["pretrain"] * (n - n_sft - n_unseen)
+    rng.shuffle(roles)
+    return roles
+
+
+def _stratified_bug_rates(n: int, rng: random.Random, max_bug_rate: float) -> list[float]:
+    """n bug rates spread evenly over [0, max_bug_rate] (one per stratum, jittered within it), shuffled."""
+    rates = [max_bug_rate * (i + rng.random()) / n for i in range(n)]
+    rng.shuffle(rates)
+    return rates
+
+
 def build_tasks(rng: random.Random, zipf_exponent: float, sft_fraction: float, unseen_fraction: float,
                 max_bug_rate: float) -> list[Task]:
     """Every function's paraphrases, each function in one of three roles:
@@ -89,12 +106,15 @@ def build_tasks(rng: random.Random, zipf_exponent: float, sft_fraction: float, u
     - pretraining only: one paraphrase in pretraining (split "pretrain"), the others evaluated;
     - unseen (`unseen_fraction` of the held-out ones): in no training text, two paraphrases evaluated.
 
-    Each function gets a pretraining bug rate uniform in [0, max_bug_rate]: the share of its
-    pretraining implementations that carry one of its spec's bugs (SFT shows only correct code).
+    Each function gets a pretraining bug rate in [0, max_bug_rate]: the share of its pretraining
+    implementations that carry one of its spec's bugs (SFT shows only correct code). Roles and bug
+    rates are stratified within each kind of function.
     """
     tasks = []
     for kind, spec in SPECS.items():
-        for constants in spec.constants:
+        roles = _stratified_roles(len(spec.constants), rng, sft_fraction, unseen_fraction)
+        bug_rates = _stratified_bug_rates(len(spec.constants), rng, max_bug_rate)
+        for constants, role, bug_rate in zip(spec.constants, roles, bug_rates):
             fn = spec.name.format(**constants)
             solutions = {f"v{i}": function_code(fn, spec.arg, b.format(**constants))
                          for i, b in enumerate(spec.bodies)}
@@ -103,11 +123,9 @@ def build_tasks(rng: random.Random, zipf_exponent: float, sft_fraction: float, u
                 expected = eval(spec.expected, {}, {spec.arg: value, **constants})  # noqa: S307 - our own spec
                 tests.append(f"assert {fn}({value!r}) == {expected!r}")
             p = zipf_distribution(list(solutions), rng, zipf_exponent)
-            role = "sft" if rng.random() < sft_fraction else ("unseen" if rng.random() < unseen_fraction
-                                                              else "pretrain")
             anchor = rng.randrange(len(REQUESTS))
             extra = {"entry_point": fn, "solutions": solutions, "tests": tests, "role": role,
-                     "bug_rate": rng.uniform(0.0, max_bug_rate),
+                     "bug_rate": bug_rate,
                      "bugs": [function_code(fn, spec.arg, b.format(**constants)) for b in spec.bugs]}
             slot = "_".join(str(c) for key, c in constants.items() if key not in ("k1",))
             for i, template in enumerate(REQUESTS):
