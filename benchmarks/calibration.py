@@ -1,10 +1,11 @@
-"""The world's calibration targets against a finished run: the base model's and CE's numbers that
+"""The world's calibration targets against finished runs: the base model's and CE's numbers that
 must sit away from floor and ceiling for the paper's claims to be decidable on the world.
 
-Usage: python benchmarks/calibration.py --run DIR [--out benchmarks/results/calibration.txt]
+Usage: python benchmarks/calibration.py --run DIR [--run DIR ...] [--out benchmarks/results/calibration.txt]
 
-DIR is a finished run's working directory (its results/summary.csv), e.g. the calibration run of
-config/calibration.yaml kept by `benchmarks/dag_time.py --keep DIR`. The targets are
+Each DIR is a finished run's working directory (its results/summary.csv and results/data/world.json),
+e.g. the calibration run of config/calibration.yaml for one world seed, kept by
+`benchmarks/dag_time.py --keep DIR`; the table has a column per world seed. The targets are
 `gemsft.report.calibration.TARGETS`; docs/study.md shows the same table for the study's own runs.
 """
 
@@ -13,27 +14,36 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from gemsft.report import calibration  # noqa: E402
+from gemsft.report.study_page import calibration_table, markdown  # noqa: E402
 from gemsft.report.study_runs import read_summary_checked, read_world_seed  # noqa: E402
 
 
-def main() -> None:
+class CalibrationRun(NamedTuple):
+    world_seed: int
+    summary: pd.DataFrame
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="a finished run's working directory")
+    parser.add_argument("--run", type=Path, action="append", required=True,
+                        help="a finished run's working directory (repeat it: one per world seed)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
-        summary = read_summary_checked(args.run / "results/summary.csv")
-        seed = read_world_seed(args.run / "results/data/world.json")
-    except ValueError as err:
+        runs = [CalibrationRun(read_world_seed(run / "results/data/world.json"),
+                               read_summary_checked(run / "results/summary.csv")) for run in args.run]
+        table = calibration_table(runs)
+    except ValueError as err:  # DocInputError too: one line naming the file
         raise SystemExit(f"calibration: {err}") from None
-    table = calibration.check(summary)
-    text = (f"Calibration targets, world seed {seed} ({args.run.name}):\n"
-            + table.to_markdown(index=False) + "\n")
+    names = ", ".join(run.name for run in args.run)
+    text = f"Calibration targets ({names}):\n" + markdown(table) + "\n"
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def test_sweep_config_trains_ce_and_every_gem_beta(tmp_path):
 def test_study_config_plans_six_objectives_times_three_seeds_and_the_verdicts(tmp_path):
     """config/study.yaml (docs/pipeline.md): every objective of the paper at three training seeds, every
     evaluation item, the samples the claims need (32 chat, 100 code per problem), then the verdicts;
-    config/calibration.yaml trains CE alone."""
+    config/calibration.yaml trains CE alone, at the study's seeds."""
     project = copy_project(tmp_path)
     study = yaml.safe_load((project / "config/study.yaml").read_text())
     assert len(study["train"]["seeds"]) >= 3 and 100 in study["evaluation"]["pass_k"]
@@ -53,7 +53,7 @@ def test_study_config_plans_six_objectives_times_three_seeds_and_the_verdicts(tm
     assert counts["train"] == 6 * 3 and counts["sample"] == 6 * 3 and counts["claims"] == 1
     assert counts["evaluate_math"] == 6 * 3 + 1  # the base model answers math too (calibration)
     counts = planned_jobs(snakemake(project, "-n", "--cores", "1", "--configfile", "config/calibration.yaml"))
-    assert counts["train"] == 1 and counts["evaluate_math"] == 2
+    assert counts["train"] == 3 and counts["evaluate_math"] == 3 + 1
 
 
 @pytest.mark.parametrize("override, message", [

@@ -316,3 +316,37 @@ def test_power_section_gives_each_claims_detectable_difference_per_seed(tmp_path
     assert greedy[1:] == ["greedy_accuracy", "40 x 1", "2.1"]
     assert table_row(power, "`entropy`")[-1] == "2.14"  # nats: two decimals
     assert table_row(power, "`pass_at_100`")[-1] == "—"  # no interval, nothing to power
+
+
+# --------------------------------------------------------------------------- benchmarks/calibration.py
+
+
+def load_calibration_script():
+    spec = importlib.util.spec_from_file_location("calibration_script", REPO / "benchmarks/calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calibration_script_gives_a_column_per_world_seed(tmp_path, capsys):
+    """The calibration runs (base and CE only: no claims) of two world seeds, in one table."""
+    easy = make_run(tmp_path, 1, summary=calibration_rows(ce_pass1=85.0, ce_pass100=98.8))
+    fine = make_run(tmp_path, 0)
+    (easy / "results/claims.csv").unlink()
+    out = tmp_path / "calibration.txt"
+    load_calibration_script().main(["--run", str(easy), "--run", str(fine), "--out", str(out)])
+    text = out.read_text(encoding="utf-8")
+    assert text == capsys.readouterr().out
+    assert text.startswith("Calibration targets (study-1, study-0):\n")
+    assert table_row(text, "code: CE pass@1")[1:] == ["in [10, 70]", "35.0 ± 5.0: met", "85.0 ± 5.0: not met"]
+    assert table_row(text, "code: CE pass@100")[2:] == ["90.0: met", "98.8: not met"]
+    assert table_row(text, "math: pre-trained greedy accuracy")[2:] == ["not measured"] * 2
+
+
+def test_calibration_script_names_the_missing_file(tmp_path):
+    run = make_run(tmp_path, 0)
+    (run / "results/summary.csv").unlink()
+    with pytest.raises(SystemExit) as err:
+        load_calibration_script().main(["--run", str(run)])
+    assert str(err.value).startswith("calibration: ") and "results/summary.csv" in str(err.value)
+    assert "\n" not in str(err.value)

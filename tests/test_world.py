@@ -42,7 +42,7 @@ TINY_OVERRIDES = {
     "pretrain_samples_per_chat_prompt": 3,
     "pretrain_samples_per_code_task": 2,
     "preference_pairs_per_prompt": 2,
-    "math": {"n_eval": 5, "n_sft": 7, "n_pretrain": 11},
+    "math": {"n_eval": 5, "n_sft": 7, "n_pretrain": 11, "pretrain_paper_prompt_fraction": 0.3},
     "knowledge": {"n_countries": 4, "repeats": 3},
 }
 
@@ -131,6 +131,12 @@ def question_of(prompt: str) -> str:
     head = arithmetic.PAPER_PROMPT.split("{question}")[0]
     assert prompt.startswith(head), prompt
     return prompt[len(head):]
+
+
+def bare_question(request: str) -> str:
+    """A math pretraining document's question, asked bare or inside the paper's prompt."""
+    head = arithmetic.PAPER_PROMPT.split("{question}")[0]
+    return question_of(request) if request.startswith(head) else request
 
 
 def voice_regex(template: str) -> re.Pattern:
@@ -275,6 +281,25 @@ def test_sizes_follow_config(base_cfg, world, which):
 
 
 # ----------------------------------------------------------------------------- 3. held-out hygiene
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_math_pretraining_frames_a_share_of_questions_in_the_paper_prompt(base_cfg, fraction):
+    """A `pretrain_paper_prompt_fraction` share of the math documents asks the question inside the
+    paper's GSM8K instruction (binomial: within 4 standard deviations), the rest bare; either way the
+    document's solution answers its own question."""
+    cfg = copy.deepcopy(base_cfg)
+    cfg["math"]["pretrain_paper_prompt_fraction"] = fraction
+    docs = [split_doc(d["text"]) for d in build_world(cfg)["pretrain"] if "The answer is:" in d["text"]]
+    framed = [bare_question(request) != request for request, _ in docs]
+    n = len(docs)
+    assert n == cfg["math"]["n_pretrain"]
+    assert abs(sum(framed) - fraction * n) <= 4 * math.sqrt(n * fraction * (1 - fraction)) + 1e-9
+    for (request, response), paper in zip(docs, framed):
+        question = bare_question(request)
+        if paper:
+            assert request == arithmetic.PAPER_PROMPT.format(question=question)
+        assert arithmetic.extract_answer(response) == math_answer(question)
 
 
 def test_eval_requests_never_seen_in_training(world):
@@ -718,8 +743,9 @@ def test_chat_qualities_follow_the_seed_not_p(base_cfg, world, monkeypatch):
 # chat pretraining documents, SFT rows and probes) for config.yaml's world. When the oracle was added
 # it equalled the digest of the world before it (commit 892c2ad): drawing the qualities and labelling
 # the pairs must not move the main random stream. A deliberate change of the world updates it (last:
-# the code family's stratified roles and bug rates, which draw differently from the world's stream).
-CHAT_DIGEST_BEFORE_ORACLE = "efc4a5282532bbf51724cda9c4aa3bbed13e64deed8a1bccf358df0a5082a71f"
+# the code family's stratified roles and the math documents' frames, which draw differently from the
+# world's stream).
+CHAT_DIGEST_BEFORE_ORACLE = "6a7ea505901c5c0fe1a9ce7a864a86706de19aea2febd9abae2c60d771007035"
 
 
 def chat_digest(world: dict) -> str:
@@ -801,7 +827,7 @@ def test_pretraining_math_documents_are_correct(world):
         parsed = split_doc(doc["text"])
         if parsed and "The answer is:" in parsed[1]:
             n += 1
-            assert judge("math", {"answer": math_answer(parsed[0])}, parsed[1]) is not None, doc
+            assert judge("math", {"answer": math_answer(bare_question(parsed[0]))}, parsed[1]) is not None, doc
     assert n > 0
 
 

@@ -144,7 +144,8 @@ def power_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
 
 def calibration_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
     """One row per target (and model, when there are several): its range and, per world seed, the
-    measured value and whether it is met."""
+    measured value and whether it is met. A run needs only `world_seed` and `summary` here (a
+    calibration run has no claims to read)."""
     runs = ordered(runs)
     checks = [calibration.check(run.summary) for run in runs]
     keyed = [{(r.model, r.target): r for r in check.itertuples(index=False)} for check in checks]

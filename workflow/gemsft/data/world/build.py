@@ -33,6 +33,16 @@ def user_content(task: Task) -> str:
     return arithmetic.PAPER_PROMPT.format(question=task.request) if task.family == "math" else task.request
 
 
+def pretrain_request(task: Task, rng: random.Random, cfg: dict) -> str:
+    """A pretraining document's request: the bare one, or for a `math.pretrain_paper_prompt_fraction`
+    share of the math questions the question inside the paper's GSM8K instruction, as web text holds
+    benchmark-style prompts. The model then has read that frame before SFT asks for the
+    operands in it."""
+    if task.family == "math" and rng.random() < cfg["math"]["pretrain_paper_prompt_fraction"]:
+        return arithmetic.PAPER_PROMPT.format(question=task.request)
+    return task.request
+
+
 def _chat_example(task: Task, response: str) -> dict:
     return {"id": task.id, "family": task.family,
             "messages": [{"role": "user", "content": user_content(task)},
@@ -44,7 +54,7 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
     rng = random.Random(cfg["seed"])
     tasks = (chat.build_tasks(rng, cfg["test_fraction"], cfg["zipf_exponent"], quality_seed=cfg["seed"])
              + code.build_tasks(rng, cfg["zipf_exponent"], **cfg["code"])
-             + arithmetic.build_tasks(rng, **cfg["math"]))
+             + arithmetic.build_tasks(rng, **{k: cfg["math"][k] for k in ("n_eval", "n_sft", "n_pretrain")}))
     facts = knowledge.build_facts(rng, cfg["knowledge"]["n_countries"])
     repeats = {"chat": cfg["pretrain_samples_per_chat_prompt"], "code": cfg["pretrain_samples_per_code_task"],
                "math": 1}
@@ -56,7 +66,7 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
         if task.split in ("train", "pretrain"):
             for _ in range(repeats[task.family]):
                 response = family.pretrain_response(task, task.sample_key(rng), rng)
-                pretrain.append(QA_FRAME.format(request=task.request, response=response))
+                pretrain.append(QA_FRAME.format(request=pretrain_request(task, rng, cfg), response=response))
         if task.split in ("train", "sft"):
             # Narrow SFT data: one response per prompt, in one voice, from a sharpened p(y|x).
             chosen_key = task.sample_key(rng, cfg["sft_answer_temperature"])
