@@ -19,8 +19,8 @@ includes its imports and model loads, as a job's would):
             overrides: 12 steps, 2 accumulation steps, learning rate 5e-4, logging every step, no
             checkpoints. In the stage's own process, as the train rule runs a one-GPU job (launch.run
             gives DeepSpeed its process group of one there).
-  train_gem the same for GEM (beta 0.7, the fused loss: train.fused_loss unset, GEM's default), with a
-            checkpoint every 6 steps, kept for the resume.
+  train_gem the same for GEM (beta 0.7, the fused loss: train.fused_loss true, since auto runs GEM on
+            logits on a GPU until measured not slower), with a checkpoint every 6 steps, kept for the resume.
   resume_gem a new process (a restarted job) whose checkpoint directory holds only GEM's checkpoint-6:
             run_training resumes from it (last_complete_checkpoint) and trains steps 7-12, whose
             loss, CE, grad norm and learning rate must match the uninterrupted run's.
@@ -399,6 +399,7 @@ def stage_train(work: Path, plan: dict, run: str) -> dict:
     observer = _training_observer(final_save=resume, drop_after_first_step=dropped)
     hf_trainer.DEFAULT_CALLBACKS.append(observer)  # every Trainer built in this process reports to it
     cfg = _train_cfg(plan, deepspeed_ok, checkpoints, device)
+    cfg["fused_loss"] = objective == "gem"  # the smoke checks the fused path, which auto leaves off on a GPU
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = _now()

@@ -1,6 +1,6 @@
 """Forward + backward of the LM-head losses: torch CE, GEM as in Listing 1, gem_loss, fused GEM.
 
-Usage: python benchmarks/loss_bench.py [--reps 3] [--out benchmarks/results/loss_bench.txt]
+Usage: python benchmarks/loss_bench.py [--reps 3] [--out benchmarks/results/loss_bench_cpu.txt]
        python benchmarks/loss_bench.py --tokens 512 --vocab 8000 --hidden 256   (one small CPU size)
        python benchmarks/loss_bench.py --device cuda [--dtype bfloat16] [--tokens 2048 8192]
 
@@ -41,12 +41,15 @@ process: peak memory is ``torch.cuda.max_memory_allocated()`` above ``memory_all
 step (reset between variants), time the median of CUDA-synchronised wall times.
 
 Ratios are to torch_ce of the same size. Targets (CPU): fused_gem time <= 1.0x and memory <= 0.4x;
-gem_loss time <= 1.15x and memory <= 1.1x.
+gem_loss time <= 1.15x and memory <= 1.1x. The result file (header: device, torch version, date) is
+benchmarks/results/loss_bench_<cpu|cuda>[_<dtype>].txt, the dtype named unless float32, so results
+of different devices never overwrite each other.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -223,7 +226,7 @@ def run_cuda(args) -> list[dict]:
 # --------------------------------------------------------------------------- report
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -273,8 +276,7 @@ def main(argv=None) -> None:
     p.add_argument("--vocab", type=int, default=128256, help="CUDA: vocabulary size")
     p.add_argument("--hidden", type=int, default=1024, help="CUDA: hidden size")
     p.add_argument("--out", type=Path, default=None,
-                   help="result file (default benchmarks/results/loss_bench.txt on CPU, "
-                        "loss_bench_cuda.txt on CUDA)")
+                   help="result file (default benchmarks/results/loss_bench_<device>[_<dtype>].txt)")
     p.add_argument("--worker", choices=["time", "mem"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -309,13 +311,14 @@ def main(argv=None) -> None:
                              "times": timed["times"][variant]})
                 print(f"  N={n} V={v} {variant}: {rows[-1]['time']:.3f} s, "
                       f"{mem['mem'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
-        device = _cpu_name()
+        device = cpu_name()
 
     lines = [
         f"loss_bench.py --device {args.device} --dtype {args.dtype}: forward + backward to hidden and weight, "
         f"GEM beta={BETA} h=linear",
         f"device: {device}; torch {torch.__version__}"
         + (f"; {threads} threads; {os.cpu_count()} CPUs" if threads else "")
+        + f"; {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}"
         + f"; median of {args.reps} rounds; total bench time {time.perf_counter() - started:.0f} s",
         "mem: peak live tensor bytes of one step above the inputs (CPU: torch.profiler memory events;"
         " CUDA: max_memory_allocated)" + ("; rss: peak resident-set rise of the step (fresh process)"
@@ -328,8 +331,8 @@ def main(argv=None) -> None:
             f"N={r['n']} {r['variant']}: " + " ".join(f"{t:.2f}" for t in r["times"]) for r in rows)]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    out = args.out or REPO / "benchmarks" / "results" / (
-        "loss_bench.txt" if args.device == "cpu" else "loss_bench_cuda.txt")
+    dtype = "" if args.dtype == "float32" else f"_{args.dtype}"
+    out = args.out or REPO / "benchmarks" / "results" / f"loss_bench_{args.device}{dtype}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
 

@@ -13,13 +13,23 @@ Each variant reports tokens/s over the steps after the warm-up and its peak memo
 (torch.cuda.max_memory_allocated on a GPU; on a CPU the process' peak RSS growth, which only
 increases, so CPU memory columns are upper bounds for later variants). Ratios are to `ce`.
 
+The table (device, torch version and date first) is printed and written as text and JSON to
+benchmarks/results/train_throughput_<cuda|cpu>.{txt,json}, so CPU and GPU results stay apart
+(--smoke writes only where --out says). --profile runs each variant under torch.profiler and adds
+its top operators and kernels by CUDA time (CPU time on a CPU); the profiler slows the steps, so
+profile in a run of its own. --require VARIANT:RATIO exits 1, saying so, when VARIANT's tokens/s
+is under RATIO x CE's.
+
     python benchmarks/train_throughput.py                 # GPU: Llama-3.2-1B shape, seq 2048
     python benchmarks/train_throughput.py --smoke         # CPU: a tiny shape, a few steps
+    python benchmarks/train_throughput.py --steps 8 --profile --out benchmarks/results/prof_train_cuda.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import resource
 import sys
@@ -29,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {"ce": ("ce", False), "gem": ("gem", False), "gem_fused": ("gem", True), "ce_fused": ("ce", True)}
 
 # Llama-3.2-1B's shape (the Llama-3 vocabulary of 128,256 tokens): a small real architecture.
@@ -56,7 +67,8 @@ def _peak_memory_bytes(cuda: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_variant(name: str, shape: dict, seq_len: int, batch: int, steps: int, warmup: int, cuda: bool) -> dict:
+def run_variant(name: str, shape: dict, seq_len: int, batch: int, steps: int, warmup: int, cuda: bool,
+                profile: bool = False) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback, default_data_collator
 
     from gemsft.objectives import get_objective
@@ -87,17 +99,44 @@ def run_variant(name: str, shape: dict, seq_len: int, batch: int, steps: int, wa
                                    beta=0.7 if objective == "gem" else None, fused_loss=fused,
                                    train_dataset=RandomTokens(steps * batch, seq_len, shape["vocab_size"]),
                                    data_collator=default_data_collator, callbacks=[StepTimes()])
-        trainer.train()
-    if cuda:
-        torch.cuda.synchronize()
+        profiler = _profiler(cuda) if profile else contextlib.nullcontext()
+        with profiler:
+            trainer.train()
+            if cuda:
+                torch.cuda.synchronize()
     times.append(time.perf_counter())
     timed = times[warmup:]
     seconds = timed[-1] - timed[0]
     tokens = (len(timed) - 1) * batch * seq_len
     peak = _peak_memory_bytes(cuda) - (0 if cuda else before)
     del trainer, model
-    return {"variant": name, "tokens_per_s": tokens / seconds, "peak_memory_gib": peak / 2 ** 30,
-            "timed_steps": len(timed) - 1}
+    result = {"variant": name, "tokens_per_s": tokens / seconds, "peak_memory_gib": peak / 2 ** 30,
+              "timed_steps": len(timed) - 1}
+    if profile:
+        result["profile"] = profiler.key_averages().table(
+            sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=15, max_name_column_width=70)
+    return result
+
+
+def _profiler(cuda: bool):
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+
+
+def unmet(results: list[dict], required: dict[str, float]) -> list[str]:
+    """One line per required variant whose tokens/s is under its ratio to CE's (or that did not run)."""
+    ratios = {r["variant"]: r["throughput_ratio"] for r in results}
+    return [f"{name} at {ratios[name]:.3f}x CE tokens/s, under the required {ratio}x" if name in ratios
+            else f"{name}: required at {ratio}x CE tokens/s but not run"
+            for name, ratio in required.items() if ratios.get(name, -1.0) < ratio]
+
+
+def _requirement(text: str) -> tuple[str, float]:
+    name, _, ratio = text.partition(":")
+    if name not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return name, float(ratio)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,7 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None, help="sequences per step")
     parser.add_argument("--seq-len", type=int, default=None)
     parser.add_argument("--variants", default="ce,gem,gem_fused,ce_fused")
-    parser.add_argument("--out", default=None, help="also write the table (JSON) here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the JSON result (the text table beside it, .txt); default "
+                             "benchmarks/results/train_throughput_<cuda|cpu>.json, none with --smoke")
+    parser.add_argument("--profile", action="store_true", help="add each variant's top ops/kernels (torch.profiler)")
+    parser.add_argument("--require", type=_requirement, action="append", default=[], metavar="VARIANT:RATIO",
+                        help="exit 1 if VARIANT's tokens/s is under RATIO x CE's (repeatable)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.smoke
     shape = SMOKE_SHAPE if args.smoke else GPU_SHAPE
@@ -115,20 +159,44 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch or (2 if args.smoke else 4)
     steps = args.steps or (6 if args.smoke else 120)
     warmup = 2 if args.smoke else 10
-    results = [run_variant(v, shape, seq_len, batch, steps, warmup, cuda) for v in args.variants.split(",")]
+    results = [run_variant(v, shape, seq_len, batch, steps, warmup, cuda, args.profile)
+               for v in args.variants.split(",")]
     base = next((r for r in results if r["variant"] == "ce"), results[0])
-    device = torch.cuda.get_device_name() if cuda else "cpu"
-    print(f"device: {device}; shape {shape}; seq {seq_len} x batch {batch}; {steps} steps ({warmup} warm-up)")
-    print(f"{'variant':<10} {'tokens/s':>12} {'x ce':>6} {'peak GiB':>9} {'x ce':>6}")
+    import transformers
+    from loss_bench import cpu_name
+
+    kind = "cuda" if cuda else "cpu"
+    device = torch.cuda.get_device_name() if cuda else f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    lines = [f"device: {device}; torch {torch.__version__}; transformers {transformers.__version__}; {date}",
+             f"shape {shape}; seq {seq_len} x batch {batch}; {steps} steps ({warmup} warm-up)"
+             + ("; under torch.profiler (slower)" if args.profile else ""),
+             f"{'variant':<10} {'tokens/s':>12} {'x ce':>6} {'peak GiB':>9} {'x ce':>6}"]
     for r in results:
         r["throughput_ratio"] = r["tokens_per_s"] / base["tokens_per_s"]
         r["memory_ratio"] = r["peak_memory_gib"] / base["peak_memory_gib"] if base["peak_memory_gib"] else None
         memory_ratio = f"{r['memory_ratio']:6.2f}" if r["memory_ratio"] is not None else "     -"
-        print(f"{r['variant']:<10} {r['tokens_per_s']:12.0f} {r['throughput_ratio']:6.3f} "
-              f"{r['peak_memory_gib']:9.2f} {memory_ratio}")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"device": device, "shape": shape, "seq_len": seq_len, "batch": batch,
-                                              "steps": steps, "results": results}, indent=2) + "\n")
+        lines.append(f"{r['variant']:<10} {r['tokens_per_s']:12.0f} {r['throughput_ratio']:6.3f} "
+                     f"{r['peak_memory_gib']:9.2f} {memory_ratio}")
+    for r in results:
+        if "profile" in r:
+            lines += ["", f"=== {r['variant']}: top ops and kernels by {kind.upper()} time", r["profile"]]
+    failed = unmet(results, dict(args.require))
+    lines += [f"FAILED: {line}" for line in failed]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    out = args.out or (None if args.smoke else RESULTS / f"train_throughput_{kind}.json")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"device": device, "device_kind": kind, "torch": torch.__version__,
+                                   "transformers": transformers.__version__, "date": date, "shape": shape,
+                                   "seq_len": seq_len, "batch": batch, "steps": steps, "profiled": args.profile,
+                                   "results": results}, indent=2) + "\n")
+        out.with_suffix(".txt").write_text(text)
+    if failed:
+        print("\n".join(f"FAILED: {line}" for line in failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

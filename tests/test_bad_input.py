@@ -60,7 +60,8 @@ def test_the_default_config_is_valid(config):
     ("train", "gem_betas", [0.5, 0.0], "invalid config at 'train.gem_betas.1'"),
     ("train", "gem_betas", [-1.0], "invalid config at 'train.gem_betas.0'"),
     ("train", "objectives", ["ce", "gem_v2"], "invalid config at 'train.objectives.1': 'gem_v2' is not one of"),
-], ids=["unknown_key", "wrong_type", "beta_zero", "beta_negative", "unknown_objective"])
+    ("train", "fused_loss", "maybe", "invalid config at 'train.fused_loss': 'maybe' is not one of [True, False, 'auto']"),
+], ids=["unknown_key", "wrong_type", "beta_zero", "beta_negative", "unknown_objective", "fused_loss"])
 def test_bad_config_key_is_one_clear_line(config, tmp_path, monkeypatch, section, key, value, message):
     monkeypatch.chdir(tmp_path)
     config[section][key] = value

@@ -3,6 +3,7 @@ forms are benchmarks/gpu_check.sh and benchmarks/gpu_smoke.sh, run when a sessio
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
@@ -14,6 +15,9 @@ from conftest import MIRROR, REPO
 
 
 def test_train_throughput_smoke_runs_every_variant_through_the_trainer(tmp_path):
+    import torch
+    import transformers
+
     out = tmp_path / "throughput.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks/train_throughput.py"), "--smoke", "--steps", "4",
                              "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
@@ -23,6 +27,45 @@ def test_train_throughput_smoke_runs_every_variant_through_the_trainer(tmp_path)
     assert all(r["tokens_per_s"] > 0 and r["timed_steps"] == 2 for r in table["results"])
     assert table["results"][0]["throughput_ratio"] == 1.0
     assert "ce_fused" in result.stdout and "tokens/s" in result.stdout
+    # Which machine, software and day the numbers hold for, in both forms of the result.
+    assert (table["device_kind"], table["torch"], table["transformers"]) == (
+        "cpu", torch.__version__, transformers.__version__)
+    age = datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(table["date"])
+    assert datetime.timedelta(0) <= age < datetime.timedelta(hours=1)
+    header = out.with_suffix(".txt").read_text().splitlines()[0]
+    assert header.startswith("device: cpu (") and f"torch {torch.__version__}" in header and table["date"] in header
+
+
+def test_throughput_requirement_flags_the_h100_fused_gem():
+    """The gate gpu_check.sh applies, on the H100 measurement of issue 21 (gem_fused 0.620x CE)."""
+    spec = importlib.util.spec_from_file_location("train_throughput", REPO / "benchmarks/train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = json.loads((REPO / "benchmarks/results/train_throughput_cuda.json").read_text())["results"]
+    assert module.unmet(results, {"gem_fused": 0.97}) == ["gem_fused at 0.620x CE tokens/s, under the required 0.97x"]
+    assert module.unmet(results, {"gem": 0.97, "ce_fused": 0.6}) == []
+    assert module.unmet(results[:2], {"gem_fused": 0.5}) == ["gem_fused: required at 0.5x CE tokens/s but not run"]
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_runs_every_step_then_fails_loudly_under_the_ratio(tmp_path):
+    """benchmarks/gpu_check.sh --dry on the CPU, its ratio set out of reach: the throughput, the
+    profile and the loss bench all ran and wrote their results, and then the script failed, naming
+    gem_fused."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "MIN_RATIO": "1000", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--dry"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "gpu_check: FAILED" in result.stderr
+    assert "FAILED: gem_fused at " in result.stderr and "under the required 1000.0x" in result.stderr
+    throughput = json.loads((tmp_path / "train_throughput_cpu.json").read_text())
+    assert [r["variant"] for r in throughput["results"]] == ["ce", "gem", "gem_fused", "ce_fused"]
+    profiled = json.loads((tmp_path / "prof_train_cpu.json").read_text())
+    assert profiled["profiled"] and [r["variant"] for r in profiled["results"]] == ["ce", "gem", "gem_fused"]
+    assert all("aten::mm" in r["profile"] for r in profiled["results"])
+    assert "=== gem_fused: top ops and kernels by CPU time" in (tmp_path / "prof_train_cpu.txt").read_text()
+    loss = (tmp_path / "loss_bench_cpu.txt").read_text()
+    assert loss.startswith("loss_bench.py --device cpu") and "fused_gem" in loss
 
 
 @pytest.mark.slow

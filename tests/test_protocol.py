@@ -138,6 +138,20 @@ def test_default_config_samples_the_base_model_zero_shot():
     assert config["train"]["keep_checkpoints"] is False
 
 
+def test_train_fused_loss_is_true_false_or_auto_by_default():
+    """The loss is fused where measured not slower unless the config says (test_bad_input: "maybe")."""
+    from gemsft.config import validate_config
+
+    schema = str(REPO / "config/schema/config.schema.yaml")
+    config = merged()
+    validate_config(config, schema)
+    assert config["train"]["fused_loss"] == "auto"
+    for setting in (True, False, "auto"):
+        config["train"]["fused_loss"] = setting
+        validate_config(config, schema)
+        assert config["train"]["fused_loss"] == setting
+
+
 def base_data(tmp_path, prompts=120):
     """A data directory: `prompts` chat prompts, and SFT conversations of which the second is two turns."""
     from gemsft import files

@@ -123,6 +123,9 @@ def test_finetune_writes_a_loadable_model_and_metrics(base_dir, tmp_path):
                        objective_name="gem", beta=0.7, seed=3, cfg=TRAIN_CFG)
     saved = files.read_json(tmp_path / "m.json")
     assert saved["objective"] == "gem" and saved["beta"] == 0.7 and saved["finite"]
+    # train.fused_loss absent: auto, which fuses GEM on a CPU after the CPU loss benchmark
+    assert saved["fused_loss"]["value"] is True and saved["fused_loss"]["setting"] == "auto"
+    assert "benchmarks/results/loss_bench_cpu.txt" in saved["fused_loss"]["reason"]
     assert {"ce", "entropy", "grad_norm", "loss"} <= set(saved["final"])
     assert metrics["global_steps"] == 6  # 12 rows / batch 4 * 2 epochs
     from transformers import AutoModelForCausalLM

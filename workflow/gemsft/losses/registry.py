@@ -33,14 +33,12 @@ class LossKind:
     fused: Callable | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
     uses_beta: bool = False
-    fuse_by_default: bool = False  # the trainer's default when train.fused_loss is absent
 
 
 LOSSES: dict[str, LossKind] = {
     "ce": LossKind(logits=ce_loss, fused=fused_linear_ce_loss),
     "ce_entropy": LossKind(logits=ce_entropy_loss, settings={"gamma": "entropy_gamma"}),
-    "gem": LossKind(logits=gem_loss, fused=fused_linear_gem_loss, settings={"h": "h"}, uses_beta=True,
-                    fuse_by_default=True),
+    "gem": LossKind(logits=gem_loss, fused=fused_linear_gem_loss, settings={"h": "h"}, uses_beta=True),
 }
 
 
@@ -52,7 +50,6 @@ class BoundLoss:
     beta: float | None  # the beta the loss uses; None for objectives without one
     logits: Callable  # (logits, labels, ignore_index=-100) -> loss
     fused: Callable | None  # (hidden, weight, labels, return_stats=False) -> loss [, TokenStats]
-    fuse_by_default: bool
 
 
 def bind_loss(objective: Objective, beta: float | None = None) -> BoundLoss:
@@ -82,5 +79,4 @@ def bind_loss(objective: Objective, beta: float | None = None) -> BoundLoss:
         beta=beta,
         logits=partial(kind.logits, **settings),
         fused=partial(kind.fused, **settings) if kind.fused is not None else None,
-        fuse_by_default=kind.fuse_by_default,
     )

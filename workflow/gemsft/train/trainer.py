@@ -6,17 +6,20 @@ gradient-accumulation steps. Besides the objective's loss it logs CE and the mea
 of the model on the same tokens, so runs of different objectives compare on one scale. The loss is
 looked up once, when the trainer is built (:func:`gemsft.losses.bind_loss`).
 
-With the fused loss (``fused_loss``, `train.fused_loss` in the config; when absent, on for the kinds
-registered with ``fuse_by_default``: GEM) the (N, V) logits are never materialised: the model runs without
-its LM head (its decoder's last hidden state is taken), and the loss, its gradients and the logged
-CE and entropy come from the kind's fused function (:mod:`gemsft.losses.fused`) on the shifted
-hidden states and the head's weight, chunk by chunk. Models whose head is not a plain bias-free
-``nn.Linear`` applied as is (logit scaling or soft-capping, a PEFT-wrapped head, weights sharded by
-ZeRO-3 or FSDP) and kinds without a fused function (``ce_entropy``) fall back to the unfused path.
+With the fused loss (``fused_loss``, `train.fused_loss` in the config; ``auto``, the default, fuses
+where it was measured not slower: :mod:`gemsft.train.fused_choice`) the (N, V) logits are never
+materialised: the model runs without its LM head (its decoder's last hidden state is taken), and the
+loss, its gradients and the logged CE and entropy come from the kind's fused function
+(:mod:`gemsft.losses.fused`) on the shifted hidden states and the head's weight, chunk by chunk, in
+the precision the head would have had (under mixed precision, the accelerator's autocast). Models
+whose head is not a plain bias-free ``nn.Linear`` applied as is (logit scaling or soft-capping, a
+PEFT-wrapped head, weights sharded by ZeRO-3 or FSDP) and kinds without a fused function
+(``ce_entropy``) fall back to the unfused path. The choice and its reason go into the run's metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -27,6 +30,7 @@ from transformers import Trainer, TrainingArguments
 
 from gemsft.losses import bind_loss, ce_loss, shift_for_causal_lm, token_entropy
 from gemsft.objectives import Objective
+from gemsft.train.fused_choice import choose_fused_loss
 
 # Causal LMs whose logits are exactly `lm_head(last_hidden_state)` (checked against transformers'
 # modeling code: no logit scaling or soft-capping) and whose forward takes `logits_to_keep`.
@@ -38,15 +42,20 @@ class ObjectiveTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # per-micro-batch mean: the Trainer divides by accumulation steps
 
-    def __init__(self, *args, objective: Objective, beta: float | None = None, fused_loss: bool | None = None,
-                 **kwargs):
+    def __init__(self, *args, objective: Objective, beta: float | None = None,
+                 fused_loss: bool | str | None = None, **kwargs):
         self.bound_loss = bind_loss(objective, beta)  # first: a bad beta fails before any setup
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.beta = self.bound_loss.beta
-        # None: the kind's default (fused for GEM). The fused path is taken where the kind has a fused
-        # function and the model allows it (see `_separable_head`); elsewhere the loss runs on logits.
-        self.fused_loss = self.bound_loss.fuse_by_default if fused_loss is None else bool(fused_loss)
+        # true, false or "auto" (None): see gemsft.train.fused_choice
+        choice = choose_fused_loss(fused_loss, self.args.device.type, objective.loss,
+                                   self.bound_loss.fused is not None)
+        if choice.value and self._separable_head(self.model) is None:
+            choice = dataclasses.replace(choice, value=False, reason="the model's LM head cannot be fused "
+                                         "(not a plain linear head of a supported model, or sharded)")
+        self.fused_choice = choice
+        self.fused_loss = choice.value
         self._tracked: dict[str, list[float]] = {"ce": [], "entropy": [], "objective_loss": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -103,7 +112,10 @@ class ObjectiveTrainer(Trainer):
             handle.remove()
         hidden, targets = shift_for_causal_lm(captured[-1], labels)
         track = model.training
-        out = self.bound_loss.fused(hidden, weight, targets, return_stats=track)
+        # Mixed precision autocasts inside model.forward only; the head runs here, after it, and
+        # without this its matmuls would run on the float32 master weight (SIMT kernels on a GPU).
+        with self.accelerator.autocast():
+            out = self.bound_loss.fused(hidden, weight, targets, return_stats=track)
         loss, stats = out if track else (out, None)
         if track:
             self._tracked["ce"].append(stats.ce.item())
@@ -199,6 +211,7 @@ def run_training(trainer: ObjectiveTrainer, checkpoint_dir: str | Path) -> dict:
     return {
         "objective": trainer.objective.name,
         "beta": trainer.beta,
+        "fused_loss": dataclasses.asdict(trainer.fused_choice),
         "resumed_from": Path(last).name if last else None,
         "global_steps": trainer.state.global_step,
         "train_seconds": seconds,
