@@ -18,8 +18,9 @@ values are compared (max |ours - reference| must be <= 1e-9):
 
 * ``compat=None``: ``100 - mean_i sacrebleu.sentence_bleu(r_i, others).score`` (all others as
   references; what the paper and PROTOCOL.md describe);
-* ``compat="paper_code"``: the official GEM script's ``sacrebleu.corpus_bleu([r_i], [others])``,
-  scored as the pipeline scores it in that mode, on instruction + response strings.
+* ``compat="paper_code"``: the official GEM script's ``sacrebleu.corpus_bleu([r_i], [others])``, on
+  instruction + response strings (a stand-in of the official chat-template strings, which
+  ``compat_effect.py`` builds: the timing is the same).
 
 nltk: the project claims no nltk compatibility for Self-BLEU (``compat`` is None or "paper_code",
 both sacrebleu), so no nltk reference is run; the table says so.

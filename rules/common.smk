@@ -118,6 +118,18 @@ def run_model_input(wildcards):
     return base_model_input() if is_base(wildcards) else [run_model_dir(wildcards)]
 
 
+def compat_tokenizer():
+    """compat paper_code's chat template and round-trip tokenizer, as `load_tokenizer` arguments:
+    evaluation.compat_tokenizer, else the template the chat models were sampled with (the base
+    model's tokenizer with model.chat_template_from). None in the default mode, which needs none."""
+    evaluation = config["evaluation"]
+    if evaluation["compat"] != "paper_code":
+        return None
+    if evaluation.get("compat_tokenizer"):
+        return {"path": evaluation["compat_tokenizer"], "chat_template_from": None}
+    return {"path": base_model_dir(), "chat_template_from": config["model"].get("chat_template_from")}
+
+
 def reward_model_dir(wildcards=None):
     return config["reward_model"]["pretrained"] or f"results/reward_model/{MODEL}"
 

@@ -60,6 +60,7 @@ rule evaluate_diversity:
     params:
         records=data_file("eval_chat"),
         compat=config["evaluation"]["compat"],
+        compat_tokenizer=compat_tokenizer(),
         world=DATA_SOURCE == "world",
     log:
         "results/logs/evaluate_diversity/{model}/{objective}/beta-{beta}/seed-{seed}.log",

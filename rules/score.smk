@@ -50,6 +50,7 @@ rule evaluate_chat:
         world=DATA_SOURCE == "world",
         bon_n=config["evaluation"]["bon_n"],
         compat=config["evaluation"]["compat"],
+        compat_tokenizer=compat_tokenizer(),
         batch_size=config["reward_model"].get("batch_size", 32),
         max_length=config["reward_model"].get("max_length", 2048),
         loading=loading_settings(config["reward_model"]),  # dtype and attention on the job's device

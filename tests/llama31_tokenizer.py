@@ -37,6 +37,16 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 
+# meta-llama/Meta-Llama-3-8B-Instruct's template, the one the official GEM evaluation scripts render
+# with (their --tokenizer_path): no system header, contents trimmed, BOS before the first turn only.
+LLAMA3_CHAT_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+
 # Llama-3's pre-tokenizer split (its tokenizer.json), before the byte-level mapping. Unlike GPT-2's
 # it keeps a run of newlines in one piece ("\n\n", then "Hello"), so a rendered prompt that ends with
 # the assistant header's "\n\n" tokenizes as the start of the conversations SFT trained on does.

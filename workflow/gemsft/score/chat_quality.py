@@ -68,18 +68,21 @@ def reward_model_rows(metrics: dict, source: str = "reward model metrics", task:
 
 def write_chat_quality(records: list[dict], samples: list[dict], reward_model_dir, scores_path, stage_path,
                        run: dict, config: dict, ns: list[int], batch_size: int, max_length: int,
-                       compat: str | None = None, loading: dict | None = None, reward_metrics=None) -> None:
+                       compat: str | None = None, loading: dict | None = None, reward_metrics=None,
+                       detokenizer=None) -> None:
     """Score every sample and each prompt's reference with the reward model (a directory or hub id,
     loaded on the stage's device with the `loading` settings: reward_model.dtype and
     attn_implementation); write the scores and the best-of-N / win-rate stage, which records the
     reward model's device, dtype and attention implementation under "reward_model". `reward_metrics`:
     the trained reward model's metrics JSON, whose held-out accuracy the stage reports (None for a
-    reward model trained elsewhere)."""
+    reward model trained elsewhere). Under `compat` "paper_code" the samples are scored on the official
+    reward input with `detokenizer` (the generating tokenizer) and the references without one: the
+    official script reads the reference rows' `instruction` only on its no-detokenizer path."""
     by_id = {r["id"]: r for r in records}
     model, tokenizer = reward.load_reward_model(reward_model_dir, loading)
-    kwargs = {"batch_size": batch_size, "max_length": max_length}
+    kwargs = {"batch_size": batch_size, "max_length": max_length, "compat": compat}
     sample_rewards = reward.score(model, tokenizer, [by_id[s["prompt_id"]]["prompt"] for s in samples],
-                                  [s["text"] for s in samples], **kwargs)
+                                  [s["text"] for s in samples], detokenizer=detokenizer, **kwargs)
     reference_rewards = reward.score(model, tokenizer, [r["prompt"] for r in records],
                                      [r["reference"] for r in records], **kwargs)
     references = {r["id"]: float(x) for r, x in zip(records, reference_rewards)}

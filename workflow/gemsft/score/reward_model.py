@@ -9,8 +9,10 @@ world's preference pairs; the same `load_reward_model` / `score` code runs the p
 Conversations are rendered as the chat template's user turn plus assistant turn,
 `apply_chat_template([user, assistant])`. Pitfall of the official code: its reward-model input is
 rendered with `add_generation_prompt=True`, so it ends with an EMPTY assistant header after the
-response and the reward is read at that header's last token instead of at the end of the response.
-This module does not do that.
+response and the reward is read at that header's last token instead of at the end of the response;
+and with a detokenizer it first round-trips the prompt and the response through the tokenizer
+(`gemsft.chat_format.paper_code_round_trip`). The default does neither; `compat: paper_code` does both
+(`render`, docs/compat.md).
 
 Best-of-N is computed in closed form from the n sampled rewards of a prompt: the expectation over all
 size-N subsets (uniform) of a function of the subset's maximum, using order-statistic weights
@@ -33,7 +35,8 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, set_seed
 
 from gemsft import files
-from gemsft.chat_format import assistant_turn, load_tokenizer, render_ids, user_turn
+from gemsft.chat_format import (assistant_turn, load_tokenizer, paper_code_prompt, paper_code_round_trip,
+                                render_ids, user_turn)
 from gemsft.model_loading import load_sequence_classifier, loading_settings
 
 PREFERENCE_FIELDS = ("id", "prompt", "chosen", "rejected")
@@ -54,11 +57,26 @@ def _load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def render(tokenizer, prompt: str, response: str, max_length: int | None = None) -> list[int]:
+def render(tokenizer, prompt: str, response: str, max_length: int | None = None, compat: str | None = None,
+           detokenizer=None) -> list[int]:
     """Token ids of the conversation (user prompt, assistant response) as the chat template renders it,
     without a trailing generation prompt. A conversation longer than `max_length` keeps its LAST
-    `max_length` tokens: the reward is read at the final token, so the end of the response must stay."""
-    ids = render_ids(tokenizer, [user_turn(prompt), assistant_turn(response)])
+    `max_length` tokens: the reward is read at the final token, so the end of the response must stay.
+
+    `compat` "paper_code": the official reward script's input (`evaluation_reward.py`, `main`). With a
+    `detokenizer` (the generating model's tokenizer, as its `--detokenizer_path`), the prompt is
+    recovered from its templated form (`paper_code_prompt`) and the response round-tripped
+    (`paper_code_round_trip`); then the template renders the two turns WITH the generation prompt,
+    so the ids end with an empty assistant header. The official script does not truncate; the same
+    left truncation applies here."""
+    if compat == "paper_code":
+        if detokenizer is not None:
+            prompt, response = paper_code_prompt(detokenizer, prompt), paper_code_round_trip(detokenizer, response)
+        ids = render_ids(tokenizer, [user_turn(prompt), assistant_turn(response)], add_generation_prompt=True)
+    elif compat is None:
+        ids = render_ids(tokenizer, [user_turn(prompt), assistant_turn(response)])
+    else:
+        raise ValueError(f"render: unknown compat {compat!r}; use None or 'paper_code'")
     if max_length is not None and len(ids) > max_length:
         ids = ids[-max_length:]
     return ids
@@ -127,19 +145,21 @@ def load_reward_model(path: str | Path, loading: dict | None = None):
 
 @torch.no_grad()
 def score(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64,
-          max_length: int | None = None, progress: bool = True) -> np.ndarray:
+          max_length: int | None = None, progress: bool = True, compat: str | None = None,
+          detokenizer=None) -> np.ndarray:
     """Reward of each (prompt, response) pair, float64 array of shape (len(prompts),).
 
     Batches are formed from length-sorted conversations (less padding) and right-padded; the
     result does not depend on batch size or padding (causal attention + mask-based pooling).
     `max_length` defaults to the model's context; longer conversations keep their last tokens.
+    `compat` and `detokenizer`: the conversation's rendering (`render`).
     """
     if len(prompts) != len(responses):
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
     if batch_size < 1:
         raise ValueError(f"score: batch_size must be >= 1, got {batch_size}")
     limit = _max_length(model, tokenizer, max_length)
-    encoded = [render(tokenizer, p, r, limit) for p, r in zip(prompts, responses)]
+    encoded = [render(tokenizer, p, r, limit, compat, detokenizer) for p, r in zip(prompts, responses)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device
     was_training = model.training

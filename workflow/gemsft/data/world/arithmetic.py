@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 
 from gemsft.data.world.common import Task
 from gemsft.data.world.lexicon import MATH_ITEMS, NAMES
+from gemsft.evaluate.math_answer import extract_math_answer_with_source
 
 # The paper's GSM8K prompt (Appendix F.3); SFT and evaluation use it, pretraining uses the QA frame.
 PAPER_PROMPT = ('Your task is to answer the question below. Give step-by-step reasoning before you answer, '
@@ -76,18 +76,11 @@ def unacceptable_response(task: Task, rng: random.Random) -> str:
     return SFT_VOICE.format(**fields)
 
 
-ANSWER_RE = re.compile(r"The answer is:?\s*\$?(-?[\d,]*\.?\d+)", flags=re.IGNORECASE)
-
-
 def extract_answer(text: str) -> float | None:
-    """The number after the last "The answer is:" in a response, or None."""
-    matches = ANSWER_RE.findall(text)
-    if not matches:
-        return None
-    try:
-        return float(matches[-1].replace(",", ""))
-    except ValueError:
-        return None
+    """The number after the last "The answer is" of a response (`gemsft.evaluate.math_answer`, the
+    extraction of every math scorer), or None: the world asks for the marker, so no fallback."""
+    value = extract_math_answer_with_source(text).marker_value
+    return None if value is None else float(value)
 
 
 def judge(record: dict, text: str) -> str | None:
