@@ -124,7 +124,9 @@ def test_data_table_of_the_world_counts_its_files(tmp_path):
     with open(REPO / "config" / "smoke.yaml", encoding="utf-8") as f:
         smoke = yaml.safe_load(f)["world"]
     with open(REPO / "config" / "config.yaml", encoding="utf-8") as f:
-        cfg = {**yaml.safe_load(f)["world"], **copy.deepcopy(smoke)}
+        cfg = yaml.safe_load(f)["world"]
+    for key, value in copy.deepcopy(smoke).items():  # as Snakemake merges config files: dicts key by key
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
     counts = write_world(cfg, tmp_path / "world")["counts"]
     run = metrics_file(tmp_path / "m.json", counts["sft_train"], counts["sft_train"])
     table = data_table(tmp_path / "world", [run], POLICY)
