@@ -6,7 +6,7 @@ Reads GSM8K (test and train) from the data mirror (``--mirror``, else $GEMSFT_DA
 ../shared/data beside the checkout) and measures, default mode against paper_code:
 
 1. gold parsing (`gemsft.data.gsm8k.parse_final_answer`): rows whose gold differs;
-2. extraction (`gemsft.evaluate.math_answer`): every test solution with its final answer rewritten in
+2. extraction (`gemsft.math_answer`): every test solution with its final answer rewritten in
    each form of tests/gsm8k_answer_forms.py, the number of responses whose value differs and the
    accuracy of each mode against its own gold;
 3. scoring (`gemsft.evaluate.math_accuracy.evaluate_math`) on a greedy response and 16 samples per
@@ -33,7 +33,7 @@ from text_table import table  # noqa: E402  (benchmarks/ is the script's directo
 from gemsft.data import load_gsm8k, read_gsm8k  # noqa: E402
 from gemsft.data.gsm8k import parse_final_answer  # noqa: E402
 from gemsft.evaluate.math_accuracy import evaluate_math, gold_answer  # noqa: E402
-from gemsft.evaluate.math_answer import PAPER_CODE, extract_math_answer, extract_math_answer_with_source  # noqa: E402
+from gemsft.math_answer import PAPER_CODE, extract_math_answer, extract_math_answer_with_source  # noqa: E402
 
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "math_compat_effect.txt"

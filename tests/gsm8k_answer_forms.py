@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from gemsft.evaluate.math_answer import LAST_NUMBER, MARKER
+from gemsft.math_answer import LAST_NUMBER, MARKER
 
 
 def perturbations(solution: str) -> list[tuple[str, str, int | float | None, str | None]]:

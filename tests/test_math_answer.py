@@ -1,4 +1,4 @@
-"""Math answer extraction, gold parsing and scoring (gemsft.evaluate.math_answer, gemsft.data.gsm8k,
+"""Math answer extraction, gold parsing and scoring (gemsft.math_answer, gemsft.data.gsm8k,
 gemsft.evaluate.math_accuracy).
 
 Default mode is checked on hand-written answers in the forms real models write, with their values

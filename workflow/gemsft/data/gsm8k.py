@@ -7,7 +7,7 @@ import re
 
 from gemsft import files
 from gemsft.data._rows import string_field
-from gemsft.evaluate.math_answer import PAPER_CODE, extract_math_answer
+from gemsft.math_answer import PAPER_CODE, extract_math_answer
 
 FINAL_RE = re.compile(r"####\s*(.+?)\s*$")
 # What a well-formed gold answer is: one number, thousands separators where they belong.

@@ -1,6 +1,6 @@
 """Math (Appendix F.3, Table 4): greedy accuracy, majority vote and pass rate over n samples.
 
-Answers come from `gemsft.evaluate.math_answer.extract_math_answer_with_source`, the one extraction
+Answers come from `gemsft.math_answer.extract_math_answer_with_source`, the one extraction
 of every math scorer. The headline metrics count only answers given after the paper's marker ("The
 answer is: ..."); the `_fallback` variants (default mode) also take the last number of a response
 without the marker, so how much a model loses by ignoring the format is visible:
@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from gemsft.data.gsm8k import parse_final_answer
-from gemsft.evaluate.math_answer import PAPER_CODE, extract_math_answer_with_source
+from gemsft.math_answer import PAPER_CODE, extract_math_answer_with_source
 from gemsft.evaluate.stage import mean_rows, metric, truncation_rows
 
 

@@ -8,7 +8,7 @@ import random
 
 from gemsft.data.world.common import Task
 from gemsft.data.world.lexicon import MATH_ITEMS, NAMES
-from gemsft.evaluate.math_answer import extract_math_answer_with_source
+from gemsft.math_answer import extract_math_answer_with_source
 
 # The paper's GSM8K prompt (Appendix F.3); SFT and evaluation use it, pretraining uses the QA frame.
 PAPER_PROMPT = ('Your task is to answer the question below. Give step-by-step reasoning before you answer, '
@@ -77,7 +77,7 @@ def unacceptable_response(task: Task, rng: random.Random) -> str:
 
 
 def extract_answer(text: str) -> float | None:
-    """The number after the last "The answer is" of a response (`gemsft.evaluate.math_answer`, the
+    """The number after the last "The answer is" of a response (`gemsft.math_answer`, the
     extraction of every math scorer), or None: the world asks for the marker, so no fallback."""
     value = extract_math_answer_with_source(text).marker_value
     return None if value is None else float(value)
