@@ -10,6 +10,8 @@ import jsonschema
 from gemsft.objectives import get_objective
 
 NO_BETA = "na"  # beta label of objectives that have no beta
+PAPER_CODE = "paper_code"  # evaluation.compat: the official scripts' behaviour (docs/compat.md)
+COMPAT_MODES = (None, PAPER_CODE)
 # How "no beta" reads where a beta comes from a table cell: empty, the label, or Python's and pandas'
 # spellings of a missing value.
 _NO_BETA_CELLS = ("", NO_BETA, "nan", "none", "<na>")

@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-PAPER_CODE = "paper_code"
-COMPAT_MODES = (None, PAPER_CODE)
+from gemsft.config import COMPAT_MODES, PAPER_CODE
+
 #: where an answer was found: after the last marker, or (default mode only) the last number of a text
 #: without any marker
 MARKER, LAST_NUMBER = "marker", "last_number"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gemsft import files
 from gemsft.chat_format import assistant_turn, paper_code_prompt, user_turn
+from gemsft.config import PAPER_CODE
 from gemsft.evaluate import diversity_metrics as metrics
 from gemsft.sample.plan import group_samples
 from gemsft.evaluate.stage import mean_rows, metric, truncation_rows, write_stage
@@ -33,7 +34,7 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
     acceptance rate, coverage of the acceptable answers and KL(sampled || p). Also the percentage of
     the chat samples that were truncated (this stage runs for every model, the base model too).
     `compat` "paper_code" needs `tokenizer`, whose chat template builds the official strings."""
-    if compat == "paper_code" and tokenizer is None:
+    if compat == PAPER_CODE and tokenizer is None:
         raise ValueError("compat paper_code scores the official chat-template strings: chat_diversity needs the "
                          "tokenizer whose template builds them (evaluation.compat_tokenizer)")
     groups = group_samples(samples)
@@ -41,7 +42,7 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
     for record in records:
         responses = [row["text"] for row in groups[record["id"]]]
         texts[record["id"]] = (paper_code_texts(tokenizer, record["prompt"], responses)
-                               if compat == "paper_code" else responses)
+                               if compat == PAPER_CODE else responses)
     model = sbert_model or metrics._default_sbert_model()
     flat = [t for record in records for t in texts[record["id"]]]
     embeddings = model.encode(flat, batch_size=128, convert_to_numpy=True, show_progress_bar=True)

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gemsft.config import COMPAT_MODES
 from gemsft.evaluate.sentence_bleu import BLEU_ORDER, bleu_score, clipped_matches, closest_ref_lens, tokenize_13a
 
 __all__ = [
@@ -73,7 +74,7 @@ def ngram_diversity(responses: list[str], max_n: int = 3, compat: str | None = N
     max_n = operator.index(max_n)
     if max_n < 1:
         raise ValueError(f"ngram_diversity: max_n must be >= 1, got {max_n}")
-    if compat not in (None, "paper_code"):
+    if compat not in COMPAT_MODES:
         raise ValueError(f"ngram_diversity: unknown compat {compat!r}; use None or 'paper_code'")
     tokenize = str.split if compat is None else paper_code_word_tokenize
     tokenized = [tokenize(r) for r in responses]
@@ -154,7 +155,7 @@ def self_bleu_diversity(responses: list[str], compat: str | None = None) -> floa
     Raises ValueError with fewer than 2 responses or an unknown ``compat``, TypeError for a
     response that is not a str.
     """
-    if compat not in (None, "paper_code"):
+    if compat not in COMPAT_MODES:
         raise ValueError(f"self_bleu_diversity: unknown compat {compat!r}; use None or 'paper_code'")
     m = len(responses)
     if m < 2:

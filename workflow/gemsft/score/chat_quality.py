@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from gemsft import files
+from gemsft.config import PAPER_CODE
 from gemsft.score import best_of_n, reward_model as reward
 from gemsft.score.oracle import has_oracle, oracle_rows
 from gemsft.evaluate.stage import mean_rows, metric, write_stage
@@ -30,8 +31,8 @@ def chat_quality(records: list[dict], samples: list[dict], sample_rewards: list[
         rewards[row["prompt_id"]].append(r)
         texts[row["prompt_id"]].append(row.get("text"))
     oracle = has_oracle(records)
-    best = best_of_n.first_n_best if compat == "paper_code" else best_of_n.expected_best_of_n
-    win = best_of_n.first_n_win_rate if compat == "paper_code" else best_of_n.expected_win_rate
+    best = best_of_n.first_n_best if compat == PAPER_CODE else best_of_n.expected_best_of_n
+    win = best_of_n.first_n_win_rate if compat == PAPER_CODE else best_of_n.expected_win_rate
     per_prompt = []
     for record in records:
         pid = record["id"]

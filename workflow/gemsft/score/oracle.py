@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gemsft.config import PAPER_CODE
 from gemsft.data.world.chat import true_quality
 from gemsft.evaluate.stage import metric
 from gemsft.score import best_of_n
@@ -43,7 +44,7 @@ def oracle_rows(record: dict, texts: list[str], rewards, ns: list[int], task: st
         raise ValueError(f"prompt {record.get('id')!r}: {len(texts)} sample texts but {len(rewards)} rewards")
     quality = np.array([true_quality(record, text) for text in texts], dtype=np.float64)
     ref = true_quality(record, record["reference"])
-    first_n = compat == "paper_code"
+    first_n = compat == PAPER_CODE
     best = best_of_n.first_n_best if first_n else best_of_n.expected_best_of_n
     win = best_of_n.first_n_win_rate if first_n else best_of_n.expected_win_rate
     selected = best_of_n.first_n_selected if first_n else best_of_n.expected_selected

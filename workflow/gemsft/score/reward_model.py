@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, set_seed
 
 from gemsft import files
+from gemsft.config import PAPER_CODE
 from gemsft.chat_format import (assistant_turn, load_tokenizer, paper_code_prompt, paper_code_round_trip,
                                 render_ids, user_turn)
 from gemsft.model_loading import load_sequence_classifier, loading_settings
@@ -69,7 +70,7 @@ def render(tokenizer, prompt: str, response: str, max_length: int | None = None,
     (`paper_code_round_trip`); then the template renders the two turns WITH the generation prompt,
     so the ids end with an empty assistant header. The official script does not truncate; the same
     left truncation applies here."""
-    if compat == "paper_code":
+    if compat == PAPER_CODE:
         if detokenizer is not None:
             prompt, response = paper_code_prompt(detokenizer, prompt), paper_code_round_trip(detokenizer, response)
         ids = render_ids(tokenizer, [user_turn(prompt), assistant_turn(response)], add_generation_prompt=True)

@@ -39,7 +39,7 @@ def pretrain_request(task: Task, rng: random.Random, cfg: dict) -> str:
     benchmark-style prompts. The model then has read that frame before SFT asks for the
     operands in it."""
     if task.family == "math" and rng.random() < cfg["math"]["pretrain_paper_prompt_fraction"]:
-        return arithmetic.PAPER_PROMPT.format(question=task.request)
+        return user_content(task)
     return task.request
 
 
