@@ -130,6 +130,12 @@ def compat_tokenizer():
     return {"path": base_model_dir(), "chat_template_from": config["model"].get("chat_template_from")}
 
 
+def compat_tokenizer_input(wildcards=None):
+    """The base model the pipeline pretrains, where compat_tokenizer() reads its tokenizer."""
+    tokenizer = compat_tokenizer()
+    return base_model_input() if tokenizer and tokenizer["path"] == base_model_dir() else []
+
+
 def reward_model_dir(wildcards=None):
     return config["reward_model"]["pretrained"] or f"results/reward_model/{MODEL}"
 

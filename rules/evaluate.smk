@@ -52,6 +52,7 @@ rule evaluate_diversity:
     input:
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         data=DATA_DIR,
+        compat_tokenizer=compat_tokenizer_input,  # compat paper_code: the base model's chat template
     output:
         stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/diversity.json",
         export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",

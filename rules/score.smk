@@ -38,6 +38,7 @@ rule evaluate_chat:
         reward_metrics=reward_model_metrics_input,
         samples="results/samples/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         data=DATA_DIR,
+        compat_tokenizer=compat_tokenizer_input,  # compat paper_code: the base model's chat template
     output:
         scores="results/scores/{model}/{objective}/beta-{beta}/seed-{seed}/chat.jsonl",
         chat_quality="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/chat_quality.json",

@@ -136,3 +136,20 @@ def base_dir(make_tiny_model, tokenizer, tmp_path_factory) -> Path:
     make_tiny_model().save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def nltk_with_punkt_tab(tmp_path_factory):
+    """The real nltk.word_tokenize, with NLTK's English punkt_tab model installed as nltk's
+    downloader would lay it out."""
+    import nltk
+    import nltk.tokenize
+
+    from official_diversity_reference import install_punkt_tab
+
+    root = str(install_punkt_tab(tmp_path_factory.mktemp("nltk_data")))
+    nltk.data.path.insert(0, root)
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
+    yield nltk.word_tokenize
+    nltk.data.path.remove(root)
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()

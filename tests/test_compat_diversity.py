@@ -70,21 +70,6 @@ def official_tokenizer(request, alpaca):
     return tokenizer
 
 
-@pytest.fixture(scope="module")
-def nltk_with_punkt_tab(tmp_path_factory):
-    """The real nltk.word_tokenize, with NLTK's English punkt_tab model installed as nltk's
-    downloader would lay it out."""
-    import nltk
-    import nltk.tokenize
-
-    root = str(official.install_punkt_tab(tmp_path_factory.mktemp("nltk_data")))
-    nltk.data.path.insert(0, root)
-    nltk.tokenize._get_punkt_tokenizer.cache_clear()
-    yield nltk.word_tokenize
-    nltk.data.path.remove(root)
-    nltk.tokenize._get_punkt_tokenizer.cache_clear()
-
-
 class RecordingEncoder:
     """Remembers what it was asked to embed. Its embedding is a pure function of each string (hashed
     word counts), so the official per-pair re-encoding and our single batch see the same vectors."""

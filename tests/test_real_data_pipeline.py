@@ -111,3 +111,78 @@ def test_tables_and_figures_of_the_real_run(real_run):
     assert math.isclose(tax["tax (average)"][0], ce_tax.value.mean(), abs_tol=0.051)  # the table rounds to 0.1
     figures = {p.name for p in (real_run / "figures").glob("*.png")}
     assert "fig8_knowledge.png" in figures and "fig11_next_token.png" not in figures
+
+
+# Last in the module: it re-evaluates the run above under compat, and the tests before it read the
+# default mode's outputs.
+def test_compat_paper_code_rescores_the_same_samples_as_the_official_scripts(real_run, nltk_with_punkt_tab):
+    """The compat switch through the rules: the same samples are rescored (none redrawn), diversity
+    from the official chat-template strings of the base model's template (compat_tokenizer: null),
+    math by the official extraction and voting, both equal to the references of the official code."""
+    import official_diversity_reference as official_diversity
+    import official_math_reference as official_math
+    import yaml
+
+    from gemsft.chat_format import load_tokenizer
+
+    run = RUNS[1]
+    chat_samples = (real_run / f"results/samples/{run}/chat.jsonl").read_bytes()
+    # The tiny model never answers a GSM8K question, so its math samples become answers written as
+    # real models write them, from each question's own solution: the compat scorer then has
+    # something to extract, round and vote on.
+    records = {r["id"]: r for r in files.read_jsonl(real_run / "results/data/eval_math.jsonl")}
+    position = {pid: i for i, pid in enumerate(records)}
+    for task in ("math", "math_greedy"):
+        path = real_run / f"results/samples/{run}/{task}.jsonl"
+        rows = files.read_jsonl(path)
+        files.write_jsonl(path, [dict(row, text=real_style_answer(records[row["prompt_id"]],
+                                                                  position[row["prompt_id"]] + row["sample_index"]))
+                                 for row in rows])
+    (real_run / "compat.yaml").write_text("evaluation: {compat: paper_code}\n")
+    run_snakemake(real_run, "--profile", "profiles/local", "--cores", "2", "--configfile", "config/real-small.yaml",
+                  "compat.yaml", "--config", f"data_mirror={MIRROR}")
+    assert (real_run / f"results/samples/{run}/chat.jsonl").read_bytes() == chat_samples  # rescored, not redrawn
+
+    diversity = files.read_json(real_run / f"results/eval/{run}/diversity.json")
+    model = {**yaml.safe_load((real_run / "config/config.yaml").read_text())["model"], **config(real_run).get("model", {})}
+    tokenizer = load_tokenizer(path=str(real_run / "results/base/tiny"), chat_template_from=model.get("chat_template_from"))
+    texts = {}
+    for row in files.read_jsonl(real_run / f"results/samples/{run}/chat.jsonl"):
+        texts.setdefault(row["prompt_id"], []).append(row["text"])
+    chat = files.read_jsonl(real_run / "results/data/eval_chat.jsonl")
+    response_set = official_diversity.diversity_response_set(
+        tokenizer, tokenizer, [{"prompt": official_diversity.saved_prompt(tokenizer, r["prompt"]),
+                                "answer": texts[r["id"]]} for r in chat])
+    per_prompt = {}
+    for row in diversity["per_prompt"]:
+        per_prompt.setdefault(row["metric"], []).append(row["value"])
+    assert len(per_prompt["ngram_diversity"]) == len(chat)
+    assert sum(per_prompt["ngram_diversity"]) / len(chat) == pytest.approx(
+        100 * official_diversity.averaged_ngram_diversity(response_set), abs=1e-9)
+    assert sum(per_prompt["self_bleu_diversity"]) / len(chat) == pytest.approx(
+        100 - official_diversity.self_bleu(response_set), abs=1e-9)
+
+    math_stage = files.read_json(real_run / f"results/eval/{run}/math.json")
+    records = list(records.values())
+    greedy = {r["prompt_id"]: r["text"] for r in files.read_jsonl(real_run / f"results/samples/{run}/math_greedy.jsonl")}
+    drawn = {}
+    for row in sorted(files.read_jsonl(real_run / f"results/samples/{run}/math.jsonl"), key=lambda r: r["sample_index"]):
+        drawn.setdefault(row["prompt_id"], []).append(row["text"])
+    _, accuracy, _ = official_math.official_greedy_accuracy([greedy[r["id"]] for r in records],
+                                                            [r["reference"] for r in records])
+    rows = {row["metric"]: row["value"] for row in math_stage["rows"]}
+    assert 0 < accuracy < 1 and rows["greedy_accuracy"] == pytest.approx(100 * accuracy, abs=1e-9)
+    assert not any(name.endswith("_fallback") for name in rows)
+    majority = [official_math.official_voting(official_math.official_label(r["reference"]),
+                                              [official_math.official_extract_in_loop(t) for t in drawn[r["id"]]],
+                                              depths=[len(drawn[r["id"]])])[0][-1] for r in records]
+    assert rows["majority_accuracy"] == pytest.approx(100 * sum(majority) / len(records), abs=1e-9)
+
+
+def real_style_answer(record: dict, index: int) -> str:
+    """One of five ways a model ends a GSM8K answer, chosen by `index`: the solution with the
+    paper's marker, bold, a wrong number, no number, and a boxed answer the official code misreads."""
+    gold = record["reference"].split("####")[-1].strip()
+    forms = (record["reference"].replace("####", "The answer is:"), f"The answer is: **{gold}**",
+             f"The answer is: {gold}1", "The answer is: I am not sure.", f"So the answer is $\\boxed{{{gold}}}$.")
+    return forms[index % len(forms)]
