@@ -37,20 +37,21 @@ def completion(record: dict, response: str) -> str:
 
 
 def evaluate_code(records: list[dict], samples: list[dict], task: str, ks: list[int], timeout_s: float = 3.0,
-                  workers: int | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+                  workers: int | None = None, sandbox: str = "strict") -> tuple[list[dict], list[dict], list[dict]]:
     """(rows, per_prompt, executions): pass@k for every k <= n and the percentage of truncated
-    samples, and one execution record per sample."""
+    samples, and one execution record per sample, with the isolation level it ran at. ``sandbox`` is
+    evaluation.sandbox (strict refuses to run the programs where they cannot be isolated)."""
     build = humaneval_program if task == "humaneval" else world_program
     by_id = {r["id"]: r for r in records}
     programs = [build(by_id[s["prompt_id"]], s["text"]) for s in samples]
-    results = run_programs(programs, timeout_s=timeout_s, workers=workers)
+    results = run_programs(programs, timeout_s=timeout_s, workers=workers, sandbox=sandbox)
     counts = defaultdict(lambda: [0, 0])
     executions = []
     for sample, result in zip(samples, results):
         counts[sample["prompt_id"]][0] += 1
         counts[sample["prompt_id"]][1] += result.passed
         executions.append({"prompt_id": sample["prompt_id"], "sample_index": sample["sample_index"],
-                           "status": result.status, "passed": result.passed})
+                           "status": result.status, "passed": result.passed, "isolation": result.isolation})
     per_prompt = []
     for record in records:
         n, c = counts.get(record["id"], (0, 0))

@@ -2,10 +2,13 @@
 
 ``run_programs`` runs complete programs (solution + tests + the check call) and says, for
 each, whether it completed: its top-level code ran to the end and the process exited with 0.
-``sandbox_capabilities`` says what isolation this machine achieves. The isolation model, and
-which module implements which part of it, is in docs/sandbox.md.
+``sandbox_capabilities`` says what isolation this machine achieves; in strict mode
+``run_programs`` raises ``SandboxUnavailable`` where it cannot isolate programs. The isolation
+model, and which module implements which part of it, is in docs/sandbox.md.
 """
 
-from .pool import STATUSES, ExecutionResult, run_programs, sandbox_capabilities
+from .pool import (STATUSES, ExecutionResult, SandboxUnavailable, run_programs,
+                   sandbox_capabilities)
 
-__all__ = ["ExecutionResult", "run_programs", "sandbox_capabilities", "STATUSES"]
+__all__ = ["ExecutionResult", "SandboxUnavailable", "run_programs", "sandbox_capabilities",
+           "STATUSES"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import sys
 
 from .audit import make_audit_hook
@@ -64,6 +65,7 @@ def run_child(z, source, timeout_s, jobdir, out_w, err_w, res_w, tok_r) -> None:
     _exit = os._exit
     try:
         os.setsid()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a plain python run
         os.dup2(z.devnull_r, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)

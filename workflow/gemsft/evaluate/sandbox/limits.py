@@ -5,7 +5,10 @@ Standard library only, like every module a worker imports (worker.py explains wh
 
 MEMORY_LIMIT_BYTES = 1 << 30  # RLIMIT_AS
 FILE_SIZE_LIMIT_BYTES = 10 << 20  # RLIMIT_FSIZE, per file
-NPROC_LIMIT = 64  # RLIMIT_NPROC: counts per uid, so it bounds one program's processes
+# RLIMIT_NPROC counts a uid's processes: as root those of the worker's dedicated uid; without root
+# those of the uid in the worker's own user namespace (Linux 5.14+ counts per user namespace), so
+# either way it bounds one worker's, hence one program's, processes.
+NPROC_LIMIT = 64
 NOFILE_LIMIT = 256
 # Output kept per program (stderr: half head, half tail); the rest is discarded unread.
 STDOUT_CAP_BYTES = 64 << 10

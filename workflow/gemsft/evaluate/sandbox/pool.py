@@ -15,14 +15,17 @@ import sys
 import tempfile
 import time
 
+from . import isolation
 from .protocol import SANDBOX_DIR, bootstrap_argv, split_frames, write_frame
 
 STATUSES = ("passed", "failed", "timeout", "error")
 
-# Which namespaces the bootstrap tries, and whether a dedicated uid is tried before
-# ``nobody``; tests switch these off to exercise the fallbacks.
+# Which namespaces the bootstrap tries, whether a dedicated uid is tried before ``nobody`` (as
+# root) and whether a user namespace is tried (otherwise); tests switch these off to exercise
+# the fallbacks and strict mode's refusal.
 _NAMESPACES = ("mount", "net", "pid")
 _DEDICATED_UID = True
+_USER_NAMESPACE = True
 # Grace on top of the per-program timeout before the caller declares a worker hung.
 _WORKER_GRACE_S = 30.0
 _STARTUP_TIMEOUT_S = 120.0
@@ -39,12 +42,18 @@ class ExecutionResult:
     stdout: str = ""
     stderr: str = ""
     returncode: int | None = None  # exit code, or -signal number; None if never reaped
+    isolation: str = ""  # the worker's isolation level (isolation.py), "" if none was reported
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
         if self.passed != (self.status == "passed"):
             raise ValueError("passed must equal status == 'passed'")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Strict mode refused to run programs: this machine cannot isolate them (the message says
+    what is missing and how to get it)."""
 
 
 class _Worker:
@@ -113,11 +122,13 @@ def _python_paths() -> list[str]:
 
 
 class _Pool:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, sandbox: str) -> None:
+        self.sandbox = sandbox
         self.base = tempfile.mkdtemp(prefix="gemsft-exec-")
         os.chmod(self.base, 0o711)
         self.cfg = {"job_root": self.base, "paths": _python_paths(), "parent_pid": os.getpid(),
-                    "namespaces": list(_NAMESPACES), "dedicated_uid": _DEDICATED_UID}
+                    "namespaces": list(_NAMESPACES), "dedicated_uid": _DEDICATED_UID,
+                    "user_namespace": _USER_NAMESPACE}
         self.workers: list[_Worker] = []
         self.sel = selectors.DefaultSelector()
         try:
@@ -146,7 +157,14 @@ class _Pool:
                     if msgs is None:
                         raise RuntimeError("sandbox worker failed to start (see stderr)")
                     if any(m.get("ready") for m in msgs):
-                        w.caps = next(m["caps"] for m in msgs if m.get("ready"))
+                        caps = next(m["caps"] for m in msgs if m.get("ready"))
+                        caps["isolation"] = isolation.level(caps)
+                        # Checked for every worker, replacements too: one may come up with
+                        # less (e.g. once user.max_user_namespaces is used up).
+                        refused = isolation.refusal(caps)
+                        if refused and self.sandbox == "strict":
+                            raise SandboxUnavailable(refused)
+                        w.caps = caps
                         pending.discard(w)
                         sel.unregister(w.out_fd)
                 for w in pending:
@@ -170,7 +188,8 @@ class _Pool:
             """The worker failed while running w.job: record that and replace it."""
             nonlocal busy
             if w.job is not None:
-                results[w.job] = ExecutionResult(False, status, detail, seconds)
+                results[w.job] = ExecutionResult(False, status, detail, seconds,
+                                                 isolation=w.caps["isolation"])
                 busy -= 1
             dispatch(self._replace(w))
 
@@ -202,7 +221,7 @@ class _Pool:
                     results[w.job] = ExecutionResult(
                         passed=m["status"] == "passed", status=m["status"], detail=m["detail"],
                         seconds=m["seconds"], stdout=m["stdout"], stderr=m["stderr"],
-                        returncode=m["returncode"])
+                        returncode=m["returncode"], isolation=w.caps["isolation"])
                     w.job = None
                     busy -= 1
                     dispatch(w)
@@ -224,14 +243,20 @@ class _Pool:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def run_programs(programs: list[str], timeout_s: float = 3.0,
-                 workers: int | None = None) -> list[ExecutionResult]:
+def run_programs(programs: list[str], timeout_s: float = 3.0, workers: int | None = None,
+                 sandbox: str = "strict") -> list[ExecutionResult]:
     """Run each program in the sandbox; results are in input order.
 
     ``timeout_s`` is the wall-clock limit per program; ``workers`` the number of programs
-    run at once (default: ``os.cpu_count()``).
+    run at once (default: ``os.cpu_count()``). ``sandbox`` (evaluation.sandbox): ``strict``
+    raises SandboxUnavailable, before any program runs, where neither root nor a user
+    namespace isolates programs from the network, the host's files and its processes;
+    ``best_effort`` runs them with what isolation there is (each result's ``isolation``).
     """
     programs = list(programs)
+    if sandbox not in isolation.MODES:
+        raise ValueError(f"sandbox (evaluation.sandbox) must be one of "
+                         f"{', '.join(isolation.MODES)}, not {sandbox!r}")
     if not all(isinstance(p, str) for p in programs):
         raise TypeError("programs must be strings")
     if not timeout_s > 0:
@@ -241,7 +266,7 @@ def run_programs(programs: list[str], timeout_s: float = 3.0,
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ValueError("workers must be >= 1")
-    pool = _Pool(min(n, len(programs)))
+    pool = _Pool(min(n, len(programs)), sandbox)
     ok = False
     try:
         results = pool.run(programs, float(timeout_s))
@@ -255,12 +280,16 @@ _CAPS: dict | None = None
 
 
 def sandbox_capabilities() -> dict:
-    """What isolation the sandbox achieves on this machine (starts one worker once)."""
+    """What isolation the sandbox achieves on this machine (starts one worker once).
+
+    ``isolation`` names the level (isolation.py); ``refusal`` is strict mode's one-line reason
+    not to run programs here, or None.
+    """
     global _CAPS
     if _CAPS is None:
-        pool = _Pool(1)
+        pool = _Pool(1, "best_effort")
         try:
-            _CAPS = dict(pool.workers[0].caps)
+            _CAPS = dict(pool.workers[0].caps, refusal=isolation.refusal(pool.workers[0].caps))
         finally:
             pool.close()
     return dict(_CAPS)

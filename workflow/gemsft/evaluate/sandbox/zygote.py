@@ -142,6 +142,9 @@ class Zygote:
     def serve(self) -> None:
         import gc
 
+        # As PID 1 of its namespace the zygote gets no signal from inside that it does not
+        # handle; Python's SIGINT handler would be one (programs of its own uid could send it).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         for name in PRELOAD_MODULES:
             try:
                 __import__(name)
