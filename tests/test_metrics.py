@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -261,14 +260,10 @@ def _random_words_prompt(seed, m=32, words=300, vocab_size=2000):
     return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(m)]
 
 
-def test_self_bleu_32_by_300_words_is_fast_and_exact():
+def test_self_bleu_32_by_300_words_is_exact():
+    """Its speed (805 prompts x 32 responses against sacrebleu's loop) is benchmarks/metrics_bench.py's."""
     responses = _random_words_prompt(0)
-    self_bleu_diversity(responses[:4])  # warm imports
-    start = time.perf_counter()
-    fast = self_bleu_diversity(responses)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0  # typically ~0.02 s; a sacrebleu loop takes ~1 s (shared machine: lax bound)
-    assert fast == pytest.approx(_sacrebleu_diversity(responses), rel=0, abs=1e-9)
+    assert self_bleu_diversity(responses) == pytest.approx(_sacrebleu_diversity(responses), rel=0, abs=1e-9)
 
 
 @pytest.fixture(scope="module")
