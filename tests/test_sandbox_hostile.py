@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import collections
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -95,6 +94,12 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def status_kib(field: str) -> int:
+    """A memory figure of this process (VmRSS, VmHWM...) from /proc/self/status, in KiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def processes_with_marker(marker: bytes) -> list[int]:
@@ -260,9 +265,11 @@ def hostile_programs(out: Outside) -> dict[str, tuple[str, set[str]]]:
                            {"failed"}),
         "kill_everything": (wrong_with(PRINT_UID + textwrap.dedent("""
             import signal, time
+            ready_r, ready_w = _os.pipe()
             if _os.fork() == 0:  # something of its own to kill
+                _os.write(ready_w, b"!")
                 time.sleep(600)
-            time.sleep(0.1)
+            _os.read(ready_r, 1)  # the child runs
             _os.kill(-1, signal.SIGKILL)  # every process it may signal
             """)), {"failed"}),
         "sys_exit_0": (wrong_with(PRINT_UID + "import sys\nsys.exit(0)\n"), {"failed"}),
@@ -551,17 +558,19 @@ def hostile():
     old_cwd = os.getcwd()
     os.environ[SECRET_NAME] = secret
     sys.path.insert(0, out.pypath)  # exposed to programs like any sys.path entry
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         os.chdir(out.cwd)
-        start = time.perf_counter()
+        # The batch's caller has to be this process (the programs signal it, read its /proc...),
+        # so its memory is measured from here: the peak restarts at the current size.
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        rss_before = status_kib("VmRSS")
         results = run_programs([p for p, _ in programs.values()], timeout_s=HOSTILE_TIMEOUT_S,
                                workers=2)
-        elapsed = time.perf_counter() - start
+        peak_growth = status_kib("VmHWM") - rss_before
         os.chdir(old_cwd)
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         yield {"results": dict(zip(programs, results)), "allowed": {n: a for n, (_, a) in programs.items()},
-               "secret": secret, "elapsed": elapsed, "rss_growth_kib": rss_after - rss_before,
+               "secret": secret, "rss_growth_kib": peak_growth,
                "outside": out, "after": out.snapshot(), "accepted": out.accepted(),
                "signals": len(signals), "left": descendants(os.getpid())}
     finally:
@@ -701,42 +710,137 @@ def test_hostile_batch_details(hostile):
 
 
 # ----------------------------------------------------------------------------------------
+# The rlimits of docs/sandbox.md, "Per program"
+# ----------------------------------------------------------------------------------------
+
+# The wall clock must not stop these programs first: only the limits under test may.
+LIMITS_TIMEOUT_S = 10.0
+
+
+def touch_mib(mib: int) -> str:
+    """A program that writes every byte of ``mib`` MiB, 64 MiB at a time, printing the total."""
+    return textwrap.dedent(f"""
+        hog = []
+        while len(hog) * 64 < {mib}:
+            hog.append(b"x" * (64 << 20))  # bytes * n writes every page: memory touched, not reserved
+            print(len(hog) * 64, flush=True)
+        """)
+
+
+@pytest.fixture(scope="module")
+def limited() -> dict[str, ExecutionResult]:
+    programs = {
+        "rlimits": textwrap.dedent("""
+            import resource
+            for name in ("AS", "CPU", "NPROC", "FSIZE", "CORE", "NOFILE"):
+                print(name, *resource.getrlimit(getattr(resource, "RLIMIT_" + name)))
+            """),
+        "touch_half_gib": touch_mib(512),
+        "touch_one_and_a_half_gib": touch_mib(1536),
+        # Lowering its own soft limit (allowed; raising is not) lets the program reach it before
+        # the wall clock: the sandbox's own is int(timeout) + 2 s, which one thread cannot use up
+        # within timeout seconds.
+        "cpu_bound": textwrap.dedent("""
+            import resource
+            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            resource.setrlimit(resource.RLIMIT_CPU, (1, hard))
+            while True:
+                pass
+            """),
+    }
+    results = run_programs(list(programs.values()), timeout_s=LIMITS_TIMEOUT_S, workers=2)
+    return dict(zip(programs, results))
+
+
+def test_rlimits_are_the_documented_ones(limited):
+    r = limited["rlimits"]
+    assert r.passed, (r.detail, r.stderr)
+    cpu = int(LIMITS_TIMEOUT_S) + 2
+    assert {line.split()[0]: tuple(map(int, line.split()[1:])) for line in r.stdout.splitlines()} == {
+        "AS": (1 << 30, 1 << 30), "CPU": (cpu, cpu + 1), "NPROC": (64, 64),
+        "FSIZE": (10 << 20, 10 << 20), "CORE": (0, 0), "NOFILE": (256, 256)}
+
+
+def test_half_a_gib_of_memory_is_usable_one_and_a_half_is_not(limited):
+    half, too_much = limited["touch_half_gib"], limited["touch_one_and_a_half_gib"]
+    assert half.passed, (half.status, half.detail, half.stderr)
+    assert half.stdout.split()[-1] == "512"
+    # RLIMIT_AS refuses the allocation: the program sees a MemoryError (no kill, no OOM killer).
+    assert (too_much.status, too_much.detail, too_much.returncode) == ("error", "MemoryError", 1)
+    assert 512 <= int(too_much.stdout.split()[-1]) < 1024, too_much.stdout
+
+
+def test_cpu_time_limit_kills_with_sigxcpu(limited):
+    r = limited["cpu_bound"]
+    assert (r.status, r.detail, r.returncode) == (
+        "timeout", "CPU time limit exceeded (SIGXCPU)", -signal.SIGXCPU)  # not the wall clock's SIGKILL
+
+
+# ----------------------------------------------------------------------------------------
 # Processes that outlive their program, and fork bombs
 # ----------------------------------------------------------------------------------------
 
 
 def test_a_daemon_does_not_outlive_its_program():
-    """A daemon (setsid, double fork, exec) keeps writing a heartbeat into the worker's /tmp; the
-    next program of the same worker must find the heartbeat stopped."""
+    """A daemon (setsid, double fork, exec) is still running when its program completes: the
+    program waits until the host has seen it. Then neither the host nor the next program of the
+    same worker (in its PID namespace) finds it."""
     marker = f"gemsft-daemon-{secrets.token_hex(8)}"
-    beat = f"/tmp/{marker}"
+    pid_file = f"/tmp/{marker}.pid"  # the worker's own /tmp, kept for its next program
+    # The host's SIGUSR1 reaches the daemon (blocked until it waits for it, across the exec), and
+    # the daemon passes it on to the program: nothing outside the sandbox is visible inside it.
+    loop = ("import os, signal, sys, time\n"
+            "signal.sigwait({signal.SIGUSR1})\n"
+            "os.kill(int(sys.argv[1]), signal.SIGUSR1)\n"
+            "time.sleep(600)\n")
     daemon = textwrap.dedent(f"""
-        import os, sys, time
-        loop = "import time\\nwhile True:\\n    open({beat!r}, 'w').write(str(time.time()))\\n    time.sleep(0.01)\\n"
+        import os, signal, sys
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+        program = os.getpid()
+        r, w = os.pipe()
         if os.fork() == 0:
             os.setsid()
-            if os.fork() == 0:
-                try:  # refused by the audit hook where procfs is visible
-                    os.execv(sys.executable, [sys.executable, "-c", loop, {marker!r}])
-                except PermissionError:
-                    exec(loop)
+            pid = os.fork()
+            if pid == 0:
+                os.execv(sys.executable, [sys.executable, "-c", {loop!r}, str(program), {marker!r}])
+            os.write(w, str(pid).encode())
             os._exit(0)
-        while not os.path.exists({beat!r}):
-            time.sleep(0.01)
-        time.sleep(0.5)  # the daemon is running when the program completes (and the host sees it)
+        with open({pid_file!r}, "w") as f:
+            f.write(os.read(r, 64).decode())
+        signal.sigwait({{signal.SIGUSR1}})  # the host has seen the daemon
         """)
     probe = textwrap.dedent(f"""
-        import os, time
-        assert os.path.exists({beat!r}), "the daemon never ran: the test proves nothing"
-        first = open({beat!r}).read()
-        time.sleep(0.3)
-        assert open({beat!r}).read() == first, "the daemon is still running"
+        import os
+        pid = int(open({pid_file!r}).read())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            raise AssertionError(f"the daemon (pid {{pid}}) is still running")
         """)
-    with PeakWatcher(lambda: len(processes_with_marker(marker.encode()))) as marked:
-        r_daemon, r_probe = run_programs([daemon, probe], timeout_s=5.0, workers=1)
+    on_host: list[int] = []
+    run_over = threading.Event()
+
+    def look_for_the_daemon():
+        while not run_over.is_set():
+            on_host.extend(processes_with_marker(marker.encode()))
+            if on_host:
+                os.kill(on_host[0], signal.SIGUSR1)
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=look_for_the_daemon)
+    watcher.start()
+    try:
+        r_daemon, r_probe = run_programs([daemon, probe], timeout_s=30.0, workers=1)
+    finally:
+        run_over.set()
+        watcher.join()
+    assert on_host, ("the host never saw the daemon: the test proves nothing", r_daemon)
     assert r_daemon.passed, (r_daemon.detail, r_daemon.stderr)
     assert r_probe.passed, (r_probe.detail, r_probe.stderr)
-    assert marked.peak == 1  # seen running from the host, exec'd with its marker
+    assert len(on_host) == 1  # exec'd with its marker, one process
     assert processes_with_marker(marker.encode()) == []
     assert descendants(os.getpid()) == set()
 
