@@ -90,6 +90,8 @@ rule figure:
         png=report("figures/{figure}.png", caption="../report/figure.rst",
                    category=lambda wildcards: figure_category(wildcards.figure), labels={"figure": "{figure}"}),
         other=[f"figures/{{figure}}.{ext}" for ext in REPORT["extra_formats"]],
+        # what the figure plots, as a table (gemsft.report.figures.plotted)
+        data="figures/{figure}.csv",
         provenance="figures/{figure}.provenance.json",
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -192,49 +193,261 @@ def test_base_model_learns_the_world(default_run):
     assert accepted >= max(0.6, 2 * chance), (accepted, chance, list(zip(probes, answers))[:5])
 
 
-# --- the report --------------------------------------------------------------------------------
+# --- the report: its contents, checked against the summary, not the sizes of its files --------------
 
-@pytest.mark.slow
-def test_report_has_every_table_and_figure_with_intervals_and_provenance(default_run):
+# "12.3 ± 0.4": a number and the larger side of its interval (gemsft.report.cells.format_ci).
+CELL = re.compile(r"^(-?\d+(?:\.(\d+))?) ± (\d+(?:\.\d+)?)$")
+# "+3.1 [+1.2, +5.0]": a paired difference and its interval.
+DIFFERENCE = re.compile(r"([+-]\d+(?:\.\d+)?) \[([+-]\d+(?:\.\d+)?), ([+-]\d+(?:\.\d+)?)\]$")
+# Columns of the summary's tables that hold no number with an interval: labels, the truncation flag,
+# and the mean of the alignment taxes (a mean of means, documented without one).
+NOT_INTERVALS = {"model", "run", "flag", "tax (average)"}
+RUN_TABLES = ("diversity", "beta_sweep", "math", "entropy", "alignment_tax", "code", "truncation")
+RM_ACCURACY = "reward_model_accuracy"
+
+
+def read_summary(run: Path):
     import pandas as pd
 
-    from gemsft.report.figures import FIGURES
-    from gemsft.report.tables import TABLE_NAMES
+    summary = pd.read_csv(run / "results/summary.csv", dtype={"beta": str}, keep_default_na=False)
+    for column in ("value", "ci_low", "ci_high", "k"):
+        summary[column] = [float(text) if text != "" else math.nan for text in summary[column]]
+    return summary
 
-    summary = pd.read_csv(default_run / "results/summary.csv", keep_default_na=False)
-    win = summary[(summary.objective == "gem") & (summary.metric == "win_rate")]
-    assert len(win) == 6 and (win.ci_low.astype(float) <= win.value.astype(float)).all()
-    assert (win.ci_high.astype(float) >= win.value.astype(float)).all()
-    assert (win.ci_high.astype(float) > win.ci_low.astype(float)).any()
+
+def run_labels(summary) -> dict:
+    """{display label: (objective, beta)} of the summary's runs."""
+    from gemsft.report.labels import objective_label
+
+    return {objective_label(o, b): (o, b) for o, b in zip(summary.objective, summary.beta)}
+
+
+def shows(row, text: str) -> bool:
+    """The cell `text` ("value ± half") is this summary row: its value and the larger side of its
+    interval, each up to the cell's rounding."""
+    found = CELL.match(text)
+    assert found, f"{text!r} is not a number with its interval"
+    value, half = float(found.group(1)), float(found.group(3))
+    tolerance = 0.5 * 10 ** -len(found.group(2) or "") + 1e-9
+    return abs(row.value - value) <= tolerance and \
+        abs(max(row.value - row.ci_low, row.ci_high - row.value) - half) <= tolerance
+
+
+def assert_interval_cell(summary, table: str, label: str, column: str, text: str) -> None:
+    """The cell is one of the run's summary numbers with its interval."""
+    assert CELL.match(text), f"{table}: {label!r}, column {column!r} is {text!r}, not a number with its interval"
+    objective, beta = run_labels(summary)[label]
+    rows = summary[(summary.objective == objective) & (summary.beta == beta)]
+    assert any(shows(row, text) for row in rows.itertuples(index=False)), (table, label, column, text)
+
+
+def summary_value(summary, objective, beta, task, metric, k=None):
+    rows = summary[(summary.objective == objective) & (summary.beta == beta) & (summary.task == task)
+                   & (summary.metric == metric)]
+    rows = rows[rows.k.isna()] if k is None else rows[rows.k == float(k)]
+    assert len(rows) == 1, (objective, beta, task, metric, k)
+    return rows.iloc[0]
+
+
+@pytest.mark.slow
+def test_summary_gives_every_per_item_number_its_interval(default_run):
+    import numpy as np
+
+    summary = read_summary(default_run)
+    per_item = summary[summary.n_prompts > 0]
+    finite = np.isfinite(per_item[["value", "ci_low", "ci_high"]]).all(axis=1)
+    assert finite.all(), per_item[~finite].head()
+    inside = (per_item.ci_low <= per_item.value + 1e-9) & (per_item.value <= per_item.ci_high + 1e-9)
+    assert inside.all(), per_item[~inside].head()
+    # Only the parameter distance has no per-item values; it gets an interval from several seeds only.
+    without = summary[summary.n_prompts == 0]
+    assert set(without.metric) == {"l2_distance_from_base"}
+    assert (without.ci_low.isna() == (without.n_seeds == 1)).all()
+    # Prompts differ: most intervals have a width (not a constant filled in).
+    assert (per_item.ci_high > per_item.ci_low).mean() > 0.5
     tax = summary[(summary.objective == "ce") & (summary.metric == "alignment_tax_acc")]
-    assert len(tax) == 1 and tax.ci_low.iloc[0] != ""  # paired over documents
-    for name in TABLE_NAMES:
-        for ext in ("csv", "md", "tex"):
-            assert (default_run / f"results/tables/{name}.{ext}").stat().st_size > 0, (name, ext)
-        prov = files.read_json(default_run / f"results/tables/{name}.provenance.json")
-        # The data table reads the data stage's counts and the training metrics, the claims' scoreboard
-        # their verdicts, not the summary.
-        source = {"data": "results/data/world.json", "claims": "results/claims.csv"}.get(name, "results/summary.csv")
-        assert prov["config_hash"] and prov["versions"]["gemsft"] and source in prov["inputs"], (name, prov["inputs"])
-    for name in FIGURES:
-        if name == "fig12_model_gains":  # one model in the default tier
-            assert not (default_run / f"figures/{name}.png").exists()
-            continue
-        for ext in ("png", "pdf"):
-            assert (default_run / f"figures/{name}.{ext}").stat().st_size > 10_000, (name, ext)
-        assert files.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
-    comparison = pd.read_csv(default_run / "results/tables/paper_vs_reproduction.csv", keep_default_na=False)
-    assert {"paper", "ours", "difference", "verdict", "claim difference (95% CI)"} <= set(comparison.columns)
-    # Every claim judged on the run's per-item values, each with one of the four verdicts.
-    from gemsft.report.claims import CLAIM_IDS, CLAIMS_COLUMNS, VERDICTS, load_claims
+    assert len(tax) == 1 and np.isfinite(tax.ci_low.iloc[0])  # paired over documents
 
-    claims = load_claims(default_run / "results/claims.csv")
-    assert tuple(claims.columns) == CLAIMS_COLUMNS and claims["id"].tolist() == list(CLAIM_IDS)
-    assert set(claims["verdict"]) <= set(VERDICTS)
-    assert (claims[claims.verdict == "untestable"]["reason"] != "").all()
-    decided = claims[claims.verdict != "untestable"]
-    assert (decided.ci_low <= decided.ci_high).all() and (decided.n_items > 0).all()
-    assert set(comparison["verdict"]) - {"", "—"} <= set(VERDICTS)
+
+@pytest.mark.slow
+def test_every_table_row_shows_summary_numbers_with_their_intervals(default_run):
+    """Each run's row of each table: every number is one of the summary's for that run, with its
+    interval; the comparison's and the scoreboard's intervals hold their values; the data table's
+    counts are the rows of the data files."""
+    import pandas as pd
+
+    from gemsft.report.claims import CLAIM_IDS, VERDICTS
+
+    summary = read_summary(default_run)
+
+    def table(name):
+        return pd.read_csv(default_run / f"results/tables/{name}.csv", dtype=str, keep_default_na=False)
+
+    for name in RUN_TABLES:
+        rows = table(name)
+        assert len(rows) > 0 and set(rows.run) <= set(run_labels(summary)), name
+        numbers = [c for c in rows.columns if c not in NOT_INTERVALS]
+        for row in rows.to_dict("records"):
+            shown = [c for c in numbers if row[c] != ""]
+            assert shown, (name, row)
+            for column in shown:
+                assert_interval_cell(summary, name, row["run"], column, row[column])
+    # The reward model's held-out accuracy beside the win rates it scored.
+    sweep = table("beta_sweep")
+    assert {"single sample", "BoN@32", "RM held-out accuracy"} <= set(sweep.columns)
+    for row in sweep.to_dict("records"):
+        accuracy = summary_value(summary, *run_labels(summary)[row["run"]], "chat", RM_ACCURACY)
+        assert shows(accuracy, row["RM held-out accuracy"]), row
+
+    comparison = table("paper_vs_reproduction")
+    assert {"paper", "ours", "difference", "verdict", "claim difference (95% CI)", "RM held-out accuracy"} <= \
+        set(comparison.columns)
+    for row in comparison.to_dict("records"):
+        if row["ours"] == "—" or row["what"].endswith("alignment tax (average)"):  # no run; a mean of means
+            assert row["RM held-out accuracy"] == "", row
+            continue
+        label = row["our run"].split(";")[0]
+        assert_interval_cell(summary, "paper_vs_reproduction", label, "ours", row["ours"])
+        win_rate = ": chat win rate, " in row["what"]
+        assert (row["RM held-out accuracy"] != "") == win_rate, row
+        if win_rate:
+            accuracy = summary_value(summary, *run_labels(summary)[label], "chat", RM_ACCURACY)
+            assert shows(accuracy, row["RM held-out accuracy"]), row
+    for text in filter(None, comparison["claim difference (95% CI)"]):
+        d, lo, hi = map(float, DIFFERENCE.search(text).groups())
+        assert lo <= d <= hi, text
+
+    scoreboard = table("claims")
+    assert set(scoreboard.verdict) <= set(VERDICTS) and len(scoreboard) == len(CLAIM_IDS)
+    for row in scoreboard.to_dict("records"):
+        found = DIFFERENCE.match(row["difference A − B (95% CI)"])
+        assert found or row["verdict"] == "untestable", row
+        if found:
+            d, lo, hi = map(float, found.groups())
+            assert lo <= d <= hi, row
+
+    for row in table("data").to_dict("records"):
+        dropped = sum(int(row[c]) for c in row if c.startswith("dropped"))
+        lines = len((default_run / "results/data" / row["file"]).read_text(encoding="utf-8").splitlines())
+        assert int(row["rows written"]) == lines and int(row["rows in"]) == lines + dropped, row
+
+
+# Figures whose x axis is the number of samples k: their points are keyed by it.
+K_ON_X = ("fig7a_bon_scaling", "fig7b_pass_at_k")
+# Lines drawn without their band (Figure 7(a)'s reward-model picks, so the two families stay readable).
+UNBANDED = {("fig7a_bon_scaling", "rm_selected_oracle_win_rate")}
+
+
+def expected_figure_rows(name: str, summary, config: dict) -> dict:
+    """(panel, objective, beta, metric, k or None) -> the summary row a figure must plot there, for
+    every run and k the summary has; empty for the figures not drawn from the summary."""
+    def runs(task, metric):
+        rows = summary[(summary.task == task) & (summary.metric == metric)]
+        return sorted(set(zip(rows.objective, rows.beta)))
+
+    def ks(task, metric):
+        return sorted(set(summary[(summary.task == task) & (summary.metric == metric)].k.dropna()))
+
+    want = {}
+    if name == "fig7a_bon_scaling":
+        for panel, metric in (("reward model", "win_rate"), ("oracle", "oracle_win_rate"),
+                              ("oracle", "rm_selected_oracle_win_rate")):
+            for o, b in runs("chat", metric):
+                for k in ks("chat", metric):
+                    want[panel, o, b, metric, str(float(k))] = summary_value(summary, o, b, "chat", metric, k)
+    elif name == "fig6_diversity_vs_winrate":
+        largest = max(ks("chat", "win_rate"))
+        for o, b in runs("chat", "win_rate"):
+            want[config["report"]["diversity_metric"], o, b, "win_rate", None] = \
+                summary_value(summary, o, b, "chat", "win_rate", largest)
+    elif name == "fig7b_pass_at_k":
+        for task in ("code", "humaneval"):
+            for o, b in runs(task, "pass_at_k"):
+                for k in ks(task, "pass_at_k"):
+                    want[task, o, b, "pass_at_k", str(float(k))] = summary_value(summary, o, b, task, "pass_at_k", k)
+    elif name == "fig8_knowledge":
+        for task, metric in config["report"]["knowledge_tasks"]:
+            for o, b in runs(task, metric):
+                want[f"{task} {metric}", o, b, metric, None] = summary_value(summary, o, b, task, metric)
+    elif name == "fig9_parameter_distance":
+        for o, b in runs("parameters", "l2_distance_from_base"):
+            if o != "base":
+                want["parameters", o, b, "l2_distance_from_base", None] = \
+                    summary_value(summary, o, b, "parameters", "l2_distance_from_base")
+    return want
+
+
+@pytest.mark.slow
+def test_every_figure_plots_every_runs_numbers(default_run):
+    """Each figure's plotted data (figures/<name>.csv, what its axes show) against the summary, the
+    claims and the config: every run, every k, the value and the interval drawn."""
+    import numpy as np
+
+    from gemsft.report.claims import CLAIM_IDS, load_claims
+    from gemsft.report.figures import FIGURES
+    from gemsft.report.figures.plotted import read_plotted
+    from gemsft.report.labels import objective_label
+
+    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
+    summary = read_summary(default_run)
+    drawn = {path.stem for path in (default_run / "figures").glob("*.png")}
+    assert drawn == set(FIGURES) - {"fig12_model_gains"}  # one model: no scalability figure
+    for name in sorted(drawn):
+        data = read_plotted(default_run / f"figures/{name}.csv")
+        assert files.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"
+        want = expected_figure_rows(name, summary, config)
+        if want:
+            runs = data[data.objective != ""]
+            got = {(r.panel, r.objective, r.beta, r.metric, r.x if name in K_ON_X else None): r
+                   for r in runs.itertuples(index=False)}
+            assert set(got) == set(want), (name, set(want) ^ set(got))
+            for key, row in want.items():
+                plotted = got[key]
+                assert plotted.value == pytest.approx(row.value), (name, key)
+                interval = (plotted.ci_low, plotted.ci_high)
+                if (name, key[3]) in UNBANDED:
+                    assert np.isnan(interval).all(), (name, key)
+                else:  # the summary's interval (none for a one-seed parameter distance)
+                    assert interval == pytest.approx((row.ci_low, row.ci_high), nan_ok=True), (name, key)
+    # Figure 6's x axis is each run's diversity, with its interval.
+    fig6 = read_plotted(default_run / "figures/fig6_diversity_vs_winrate.csv")
+    for row in fig6[fig6.objective != ""].itertuples(index=False):
+        diversity = summary_value(summary, row.objective, row.beta, "chat", config["report"]["diversity_metric"])
+        assert (float(row.x), row.x_low, row.x_high) == \
+            pytest.approx((diversity.value, diversity.ci_low, diversity.ci_high))
+    # The reward model's held-out accuracy beside the win rates (one reward model: one value for every run).
+    accuracy = summary[summary.metric == RM_ACCURACY]
+    for name in ("fig6_diversity_vs_winrate", "fig7a_bon_scaling"):
+        data = read_plotted(default_run / f"figures/{name}.csv")
+        (row,) = data[data.metric == RM_ACCURACY].itertuples(index=False)
+        assert row.value == pytest.approx(accuracy.value.iloc[0]) and accuracy.value.nunique() == 1
+        assert (row.ci_low, row.ci_high) in set(zip(accuracy.ci_low, accuracy.ci_high))
+    # The claims: one row each, the difference as claims.csv has it (signed the paper's way), no point
+    # for an untestable claim.
+    forest = read_plotted(default_run / "figures/claims_forest.csv").set_index("x")
+    claims = load_claims(default_run / "results/claims.csv").set_index("id")
+    assert sorted(forest.index) == sorted(CLAIM_IDS)
+    for claim_id, row in forest.iterrows():
+        claim = claims.loc[claim_id]
+        assert row.series == claim.verdict
+        if claim.verdict == "untestable":
+            assert np.isnan(row.value)
+            continue
+        sign = 1.0 if claim.direction == ">" else -1.0
+        assert row.value == pytest.approx(sign * claim.difference) and row.ci_low <= row.value <= row.ci_high
+    # Figure 11: a panel per run of report.next_token_objectives, probabilities of one distribution each.
+    tokens = read_plotted(default_run / "figures/fig11_next_token.csv")
+    shown = set(config["report"]["next_token_objectives"])
+    assert set(tokens.panel) == {objective_label(o, b) for o, b in run_labels(summary).values() if o in shown}
+    assert ((tokens.value > 0) & (tokens.value <= 1)).all()
+    assert (tokens.groupby(["panel", "series"]).value.sum() <= 1 + 1e-6).all()
+    # Figures 2-4 and Proposition 2: distributions over 10 tokens, and a trajectory per method.
+    transfer = read_plotted(default_run / "figures/probability_transfer.csv")
+    assert set(transfer.panel) == {"transfer", "target probability", "proposition 2"}
+    final = transfer[transfer.panel == "transfer"].groupby("series").value
+    assert (final.size() == 10).all() and np.allclose(final.sum(), 1.0)
+    steps = transfer[transfer.panel == "target probability"].groupby("series").x
+    assert steps.size().nunique() == 1 and steps.size().iloc[0] > 100
 
 
 @pytest.mark.slow
@@ -258,9 +471,21 @@ def test_editing_a_figure_module_or_plot_option_replots_only(default_run):
 
 
 @pytest.mark.slow
-def test_snakemake_report_builds(default_run):
+def test_snakemake_report_has_a_section_per_table_and_figure(default_run):
+    """The HTML report: one section per table and figure the run wrote, each with its caption and
+    the file itself, so the win rates' table carries the reward model's held-out accuracy."""
+    from gemsft.report.registry import TABLE_NAMES
+
+    from test_report_front_page import assert_captioned, embedded_file, report_sections, report_variable
+
     snakemake(default_run, "--report", "results/report.html", "--configfile", "config/ci.yaml")
-    html = (default_run / "results/report.html").read_text(encoding="utf-8", errors="replace")
-    assert len(html) > 100_000
-    for name in ("fig7a_bon_scaling.png", "paper_vs_reproduction.csv"):
-        assert name in html
+    page = (default_run / "results/report.html").read_text(encoding="utf-8")
+    sections = report_sections(report_variable(page, "results"))
+    written = {("table", p.stem): p for p in (default_run / "results/tables").glob("*.csv")} | \
+        {("figure", p.stem): p for p in (default_run / "figures").glob("*.png")}
+    assert {name for kind, name in written if kind == "table"} == set(TABLE_NAMES)
+    assert set(sections) == set(written)
+    assert_captioned(sections)
+    for key, result in sections.items():
+        assert embedded_file(result) == written[key].read_bytes(), key
+    assert b"RM held-out accuracy" in embedded_file(sections["table", "beta_sweep"])

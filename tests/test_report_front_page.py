@@ -1,12 +1,14 @@
 """The HTML report (`snakemake --report`) opens on the claims' scoreboard: its front page
 (report/workflow.rst) shows the scoreboard table and links the forest plot, the scoreboard's category
-sorts first, and the config is a category of its own instead of the front page.
+sorts first, and the config is a category of its own instead of the front page. It has one section per
+table and figure, each with its registry caption.
 
 The report is built by the real Snakemake on a copy of the project whose report outputs are stand-ins:
 `--report` reads only the files marked for it, so no stage has to run."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -18,7 +20,7 @@ import pytest
 
 from gemsft.report import categories
 from gemsft.report.claims import CLAIMS_COLUMNS, claims_table
-from gemsft.report.registry import FIGURE_NAMES, TABLE_NAMES
+from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES, TABLE_CAPTIONS, TABLE_NAMES
 
 from conftest import copy_project
 from conftest import run_snakemake as snakemake
@@ -34,6 +36,37 @@ def report_variable(page: str, name: str):
     found = re.search(rf'<script id="{element}">\s*var {name} = (.*?);\s*</script>', page, re.S)
     assert found, f"the report defines no {name}"
     return json.loads(found.group(1))
+
+
+def plain_text(caption_html: str) -> str:
+    """A caption as a reader sees it: no tags, entities decoded, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", caption_html)).split())
+
+
+def report_sections(results: dict) -> dict[tuple[str, str], dict]:
+    """{("table" or "figure", name): its result in the report}: the outputs of the table and figure rules."""
+    sections = {}
+    for path, result in results.items():
+        rule = result["job_properties"]["rule"]
+        if rule in ("table", "figure"):
+            assert result["labels"] == {rule: Path(path).stem}, path
+            assert (rule, Path(path).stem) not in sections, f"two sections for {path}"
+            sections[rule, Path(path).stem] = result
+    return sections
+
+
+def embedded_file(result: dict) -> bytes:
+    """The file a report section shows, from its base64 data URI (a self-contained report)."""
+    header, _, data = result["data_uri"].partition(";base64,")
+    assert header.startswith("data:") and data, result["data_uri"][:80]
+    return base64.b64decode(data)
+
+
+def assert_captioned(sections: dict[tuple[str, str], dict]) -> None:
+    """Each section's caption starts with what the registry says the table or figure shows."""
+    for (kind, name), result in sections.items():
+        registry = (TABLE_CAPTIONS if kind == "table" else FIGURE_CAPTIONS)[name]
+        assert plain_text(result["caption"]).startswith(" ".join(registry.split())), (kind, name)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +86,14 @@ def report(tmp_path_factory) -> dict:
     snakemake(project, "--report", "report.html", "--configfile", "config/ci.yaml", "study.yaml")
     page = (project / "report.html").read_text(encoding="utf-8")
     return {name: report_variable(page, name) for name in ("workflow_desc", "categories", "results")}
+
+
+def test_one_section_per_table_and_figure_with_its_caption(report):
+    sections = report_sections(report["results"])
+    drawn = set(FIGURE_NAMES) - {"fig12_model_gains"}  # Figure 12 needs several models; ci.yaml has one
+    assert set(sections) == {("table", name) for name in TABLE_NAMES} | {("figure", name) for name in drawn}
+    assert_captioned(sections)
+    assert embedded_file(sections["figure", "fig9_parameter_distance"]) == PNG.read_bytes()  # the file itself
 
 
 def test_front_page_shows_the_scoreboard_table(report):

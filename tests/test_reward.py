@@ -1,6 +1,7 @@
 """Reward model and best-of-N: closed-form BoN against brute-force enumeration and Monte Carlo,
 batching/padding invariance of scoring, Bradley-Terry training on a learnable toy preference set and
-on the world's preferences, and the errors for bad inputs."""
+on the world's preferences (each judged better than chance by a binomial interval, which a reward model
+trained on shuffled labels does not reach), and the errors for bad inputs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binomtest
 from transformers import AutoModelForSequenceClassification, LlamaForSequenceClassification
 
 from gemsft import files
@@ -198,6 +200,40 @@ def test_loading_a_multi_label_classifier_is_an_error(base_dir, tmp_path):
 
 # --------------------------------------------------------------------------- training
 
+CHANCE = 0.5  # a reward model that learnt nothing orders a pair either way
+
+
+def accuracy_interval(correct: int, pairs: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a pair accuracy of correct / pairs. It treats the pairs
+    as independent; pairs that share a prompt are not quite, so the bar below is a little lenient."""
+    ci = binomtest(correct, pairs).proportion_ci(level, method="exact")
+    return ci.low, ci.high
+
+
+def beats_chance(correct: int, pairs: int) -> bool:
+    """The reward model learnt the preference: its 95% interval lies above chance."""
+    return accuracy_interval(correct, pairs)[0] > CHANCE
+
+
+def heldout_correct(metrics: dict, family: str | None = None) -> tuple[int, int]:
+    """(correct, pairs) on the held-out prompts, from the per-prompt counts (of one family)."""
+    prompts = [p for p in metrics["heldout"]["per_prompt"] if family is None or p["family"] == family]
+    return sum(p["correct"] for p in prompts), sum(p["pairs"] for p in prompts)
+
+
+def test_the_bar_is_a_binomial_interval_above_chance():
+    # Clopper-Pearson's lower end is above 1/2 exactly when that many correct pairs are rarer than 2.5%
+    # for a coin: of 48 held-out pairs (the toy set's), 31 (0.65) could still be chance, 32 (0.67) not.
+    def coin_tail(correct, pairs):
+        return sum(math.comb(pairs, i) for i in range(correct, pairs + 1)) / 2 ** pairs
+
+    assert [beats_chance(c, 48) for c in range(49)] == [coin_tail(c, 48) < 0.025 for c in range(49)]
+    assert not beats_chance(31, 48) and beats_chance(32, 48)
+    # And the interval agrees with the normal approximation where that is good.
+    half = 1.96 * math.sqrt(0.6 * 0.4 / 1000)
+    assert accuracy_interval(600, 1000) == pytest.approx((0.6 - half, 0.6 + half), abs=2e-3)
+
+
 def keyword_preferences(n_prompts=120, pairs_per_prompt=2, seed=0):
     """Chosen mentions the keyword somewhere, rejected does not; otherwise alike (same length)."""
     rng = random.Random(seed)
@@ -226,6 +262,7 @@ def test_train_reward_model_learns_a_keyword_preference(base_dir, tmp_path):
         assert key in metrics
     assert metrics["heldout_accuracy"] >= 0.9, metrics
     assert metrics["train_accuracy"] >= 0.9, metrics
+    assert beats_chance(*heldout_correct(metrics)), metrics["heldout"]
 
     # Held-out prompts are whole ids, disjoint from training ids, ~20% of them.
     heldout_ids = set(metrics["heldout_ids"])
@@ -242,6 +279,21 @@ def test_train_reward_model_learns_a_keyword_preference(base_dir, tmp_path):
     chosen = score(model, tok, [r["prompt"] for r in held], [r["chosen"] for r in held])
     rejected = score(model, tok, [r["prompt"] for r in held], [r["rejected"] for r in held])
     assert np.mean(chosen > rejected) == pytest.approx(metrics["heldout_accuracy"])
+
+
+def test_a_reward_model_trained_on_shuffled_labels_does_not_beat_chance(base_dir, tmp_path):
+    """The negative control of the bar: the same training on the keyword set with each pair's chosen
+    and rejected swapped by a fair coin (held-out pairs too) has nothing to learn, and its held-out
+    accuracy must not pass as learnt."""
+    coin = random.Random(11)
+    rows = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} if coin.random() < 0.5 else r
+            for r in keyword_preferences()]
+    data = tmp_path / "prefs.jsonl"
+    files.write_jsonl(data, rows)
+    metrics = train_reward_model(base_dir, data, tmp_path / "rm", tmp_path / "metrics.json", TOY_CFG)
+    correct, pairs = heldout_correct(metrics)
+    assert pairs == 48 and correct / pairs == pytest.approx(metrics["heldout_accuracy"])
+    assert not beats_chance(correct, pairs), (correct, pairs)
 
 
 def test_split_by_prompt_is_grouped_seeded_and_per_family():
@@ -299,29 +351,37 @@ def test_world_reward_model_on_heldout_prompts(pipeline_run):
     """The DAG's own Bradley-Terry reward model (reward_model rule: the tiny base, the world's chat and
     code pairs, config.yaml's 2 epochs, batch 32, lr 1e-3), judged on the prompts it held out.
 
-    Measured on the world's pairs (10% of the prompts of each family held out), from the session 1
-    study: 40 steps gave held-out 0.55 (chat 0.56, code 1.00, math 0.46); 2 epochs, batch 32, lr 1e-3
-    gave 0.66 (seed 0) and 0.58 (seed 1234); 3-6 epochs, lr 1e-4..5e-4, batch 8-16 or the SFT model
-    as the base gave 0.58-0.64. Code preferences are learned at once; math ("is a + b = c right?")
-    stays near chance on held-out prompts while train accuracy climbs, which is why the DAG trains on
-    chat and code only; chat generalises weakly to unseen prompts (slots whose every paraphrase is held
-    out need pretraining knowledge). So the bar of 0.75 overall is out of reach here at any tried
-    budget; the test asserts what is learned and reports the overall bar as an expected failure
-    instead of lowering it. Since the world's chat pairs are labelled by its oracle (half acceptable vs
-    unacceptable, half two acceptable answers by true quality; issue 14), config.yaml's RM gave
-    held-out 0.81 (chat 0.58: acceptability 0.61, quality 0.56; code 0.98), train 0.83.
+    The claim is that it learnt the world's preferences: its held-out pair accuracy is better than
+    chance, decided by the 95% Clopper-Pearson interval (its lower end above 0.5; `beats_chance`,
+    which a reward model trained on shuffled labels does not pass). Measured on ci.yaml's run at the
+    world of fd0693c: 38 of 48 held-out pairs (0.79, interval 0.65-0.90; chat 20/28 = 0.71, 0.51-0.87;
+    code 18/20 = 0.90, 0.68-0.99), train 0.80 in 26 steps; the same training on the world's pairs with
+    chosen and rejected swapped by a fair coin gave 22/48 (0.46, interval 0.31-0.61) and fails. The
+    world before it gave 35/48 (0.73, 0.58-0.85; chat 16/28 = 0.57, 0.37-0.76).
+
+    History (session 1 study, 10% of each family's prompts held out): 40 steps gave held-out 0.55
+    (chat 0.56, code 1.00, math 0.46); 2 epochs, batch 32, lr 1e-3 gave 0.66 (seed 0) and 0.58 (seed
+    1234); 3-6 epochs, lr 1e-4..5e-4, batch 8-16 or the SFT model as the base gave 0.58-0.64. Code
+    preferences are learned at once; math ("is a + b = c right?") stays near chance on held-out
+    prompts while train accuracy climbs, which is why the DAG trains on chat and code only. Chat
+    generalises weakly to unseen prompts (slots whose every paraphrase is held out need pretraining
+    knowledge): its 28 pairs leave a wide interval, so chat alone is not asserted above chance; the
+    tables and figures print it with its interval beside every win rate the reward model scored. An
+    earlier bar of 0.75 overall was reported as an expected failure, so it could never fail; it was a
+    target, not what the test claims.
     """
     metrics = files.read_json(pipeline_run / "results/reward_model/tiny.metrics.json")
     held = metrics["heldout"]
-    print(f"world RM: held-out pair accuracy {metrics['heldout_accuracy']:.3f} {held['per_family_accuracy']} "
-          f"{held['per_criterion_accuracy']} ({held['pairs']} pairs), train {metrics['train_accuracy']:.3f}, "
-          f"{metrics['steps']} steps")
-    assert held["pairs"] >= 30 and set(held["per_family_accuracy"]) == {"chat", "code"}
+    correct, pairs = heldout_correct(metrics)
+    by_family = {family: heldout_correct(metrics, family) for family in held["per_family_accuracy"]}
+    print(f"world RM: held-out pair accuracy {correct}/{pairs} = {correct / pairs:.3f}, 95% interval "
+          f"{accuracy_interval(correct, pairs)}; per family "
+          f"{ {f: (c, n, accuracy_interval(c, n)) for f, (c, n) in by_family.items()} } "
+          f"{held['per_criterion_accuracy']}, train {metrics['train_accuracy']:.3f}, {metrics['steps']} steps")
+    assert held["pairs"] == pairs >= 30 and set(held["per_family_accuracy"]) == {"chat", "code"}
+    assert correct / pairs == pytest.approx(metrics["heldout_accuracy"])
     # Chat pairs are labelled by the world's oracle: acceptable vs not, and two acceptable answers by quality.
     assert set(held["per_criterion_accuracy"]) == {"acceptability", "quality"}
-    assert sum(p["pairs"] for p in held["per_prompt"]) == held["pairs"]
+    assert beats_chance(correct, pairs), (correct, pairs, accuracy_interval(correct, pairs))
     assert held["per_family_accuracy"]["code"] >= 0.75, held
     assert metrics["train_accuracy"] > 0.55, metrics["train"]
-    if metrics["heldout_accuracy"] < 0.75:
-        pytest.xfail(f"held-out pair accuracy {metrics['heldout_accuracy']:.3f} < 0.75 "
-                     f"(per family {held['per_family_accuracy']}): see the docstring")

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from gemsft.evaluate.stage import TRUNCATED
+from gemsft.report import reward_accuracy
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE, taxed_metric
 from gemsft.report.cells import DIGITS, MISSING, Cells, Run, format_ci
 from gemsft.report.labels import METRIC_NAMES, TASK_NAMES, objective_label
@@ -208,6 +209,15 @@ def _run_text(cells: Cells, run: Run, task: str) -> str:
     return label
 
 
+def _reward_accuracy_text(cells: Cells, run: Run | None, task: str, metric: str) -> str:
+    """The held-out accuracy of the reward model behind a number it scored (chat win rate, best-of-N
+    reward); "" beside any other number."""
+    if run is None or task != reward_accuracy.TASK or metric not in reward_accuracy.SCORED_BY_REWARD_MODEL:
+        return ""
+    found = cells.get(run, reward_accuracy.TASK, reward_accuracy.METRIC)
+    return MISSING if found is None else format_ci(*found)
+
+
 def _paper_claims(objective: str, beta: str, task: str, metric: str, k) -> list[Claim]:
     """The claims about this paper number: of its objective, benchmark and k, GEM's at the paper's beta."""
     return [c for c in CLAIMS if (c.objective_a, c.task, c.metric, c.k) == (objective, task, metric, k)
@@ -234,8 +244,10 @@ def _claim_cells(verdicts: dict, model: str, claims: list[Claim], task: str, met
 
 def paper_vs_reproduction(summary: pd.DataFrame, paper: pd.DataFrame, claims: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every paper number beside ours (from the summary), with the verdict of the claims about it (from
-    claims.csv; MISSING without it)."""
+    claims.csv; MISSING without it). With a reward model trained by the DAG, its held-out accuracy
+    stands beside every number it scored (column reward_accuracy.TITLE, after "our run")."""
     cells = Cells(summary)
+    with_accuracy = cells.has(reward_accuracy.TASK, reward_accuracy.METRIC)
     paper = normalise(paper, required=PAPER_COLUMNS, what="paper numbers")
     verdicts = {} if claims is None else {(r["model"], r["id"]): r
                                           for r in normalise_claims(claims).to_dict("records")}
@@ -260,7 +272,12 @@ def paper_vs_reproduction(summary: pd.DataFrame, paper: pd.DataFrame, claims: pd
                 VERDICT_COLUMN: verdict,
                 CLAIM_DIFFERENCE: difference,
             })
+            if with_accuracy:
+                row[reward_accuracy.TITLE] = _reward_accuracy_text(cells, run, p.task, p.metric)
             rows.append(row)
     head = ["model"] if several else []
-    return pd.DataFrame(rows, columns=head + COMPARISON_COLUMNS, dtype=object)
+    columns = list(COMPARISON_COLUMNS)
+    if with_accuracy:
+        columns.insert(columns.index("our run") + 1, reward_accuracy.TITLE)
+    return pd.DataFrame(rows, columns=head + columns, dtype=object)
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from gemsft.config import BASE_OBJECTIVE
 from gemsft.evaluate.stage import TRUNCATED
+from gemsft.report import reward_accuracy
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE, tax_metric
 from gemsft.report.cells import Cells, Column, table_frame
 from gemsft.report.claims import claims_table, paper_vs_reproduction
@@ -47,7 +48,7 @@ def table3_beta_sweep(summary: pd.DataFrame) -> pd.DataFrame:
                    Column(f"oracle: RM's BoN@{largest}", "chat", "rm_selected_oracle_win_rate", largest)]
     # Only the embedded world has an oracle; the held-out accuracy of a trained reward model says how
     # far its best-of-N (the columns before) can be trusted.
-    oracle.append(Column("RM held-out accuracy", "chat", "reward_model_accuracy"))
+    oracle.append(Column(reward_accuracy.TITLE, reward_accuracy.TASK, reward_accuracy.METRIC))
     return table_frame(cells, runs, columns + [c for c in oracle if cells.has(c.task, c.metric)])
 
 

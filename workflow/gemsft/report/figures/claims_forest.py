@@ -1,7 +1,11 @@
 """The claims' forest plot: one row per claim of results/claims.csv, its paired difference and 95%
 interval signed so that the paper's claimed direction points right, a line at 0, and the verdict
 written and coloured at the row. Differences of different units (percentage points, nats) get a
-panel each, so no axis puts an entropy gap beside a win-rate gap as if they were comparable."""
+panel each, so no axis puts an entropy gap beside a win-rate gap as if they were comparable.
+
+Plotted data (`plotted`): one panel per unit (named after it), one row per claim: x is the claim's id,
+series its verdict, value and interval the signed difference as drawn (NaN for an untestable claim,
+which has no point)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from matplotlib.transforms import blended_transform_factory
 from gemsft.report.bounds import NATS, POINTS, difference_unit
 from gemsft.report.claims import CLAIM_IDS, UNTESTABLE, metric_text, normalise_claims
 from gemsft.report.figures import FigureData
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import error_bars, label_axes, new_figure
 
 VERDICT_COLORS = {"supported": "#2a9d3a", "contradicted": "#c0392b", "inconclusive": "#d08a00",
@@ -54,12 +59,12 @@ def draw(data: FigureData, options: dict | None = None):
     fig, axes = new_figure(9.0, 0.42 * sum(heights) + 0.6, nrows=len(units), ncols=1,
                            gridspec_kw={"height_ratios": heights})
     for ax, unit in zip(axes[:, 0], units):
-        _panel(ax, panels[unit], unit)
+        _panel(fig, ax, panels[unit], unit)
     fig.suptitle(f"The paper's claims on {model}: paired difference, 95% interval", fontsize=11)
     return fig
 
 
-def _panel(ax, rows: list[dict], unit: str) -> None:
+def _panel(fig, ax, rows: list[dict], unit: str) -> None:
     n = len(rows)
     y = np.arange(n, dtype=float)[::-1]  # the first claim on top
     values = np.array([oriented(r["direction"], r["difference"], r["ci_low"], r["ci_high"]) for r in rows])
@@ -70,6 +75,9 @@ def _panel(ax, rows: list[dict], unit: str) -> None:
         error_bars(ax, None, values[i:i + 1, 0], values[i:i + 1, 1], values[i:i + 1, 2], direction="x",
                    y=y[i:i + 1], color=colors[i])
         ax.plot(values[i, 0], y[i], "o", color=colors[i], markersize=6, zorder=4)
+    for row, drawn, (difference, low, high) in zip(rows, tested, values):
+        record(fig, unit, row["verdict"], row["id"], *((difference, low, high) if drawn else (np.nan,) * 3),
+               task=row["task"], metric=row["metric"])
     at_row = blended_transform_factory(ax.transAxes, ax.transData)
     for yi, row, color in zip(y, rows, colors):
         ax.text(1.01, yi, row["verdict"], transform=at_row, ha="left", va="center", color=color,

@@ -1,5 +1,8 @@
 """Figure 11: next-token probabilities of fine-tuned models for one prompt (log scale), one panel per
-run, beside the world's true answer distribution where the synthetic world knows it."""
+run, beside the world's true answer distribution where the synthetic world knows it.
+
+Plotted data (`plotted`): one panel per run (named after its label), one row per bar: x is the token
+as on the axis, series the run's label or WORLD_SERIES."""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ import numpy as np
 
 from gemsft.config import beta_label
 from gemsft.report.figures import FigureData
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import label_axes, new_figure, run_color, run_label, run_sort_key
 
 THRESHOLD = 1e-4
 DEFAULT_OBJECTIVES = ("ce", "ce_entropy", "gem", "gem_log_sigmoid")
 WORLD_COLOR = "#9a9a9a"
+WORLD_SERIES = "World (true distribution)"
 
 
 def show_token(token: str) -> str:
@@ -97,6 +102,7 @@ def draw(data: FigureData, options: dict | None = None):
 
     fig, axes = new_figure(max(7.0, 0.3 * len(order) + 2.5), 2.5 * len(entries) + 1.0,
                            len(entries), 1, sharex=True)
+    tokens = np.array([show_token(c) for c in order], dtype=object)  # as on the x axis
     for ax, (run, nt), probs in zip(axes[:, 0], entries, per_run):
         objective, beta = str(run["objective"]), beta_label(run.get("beta"))
         label = run_label(objective, beta)
@@ -104,11 +110,14 @@ def draw(data: FigureData, options: dict | None = None):
         shown = np.isfinite(heights)
         ax.bar(positions[shown] - shift, heights[shown], width=width, bottom=0,
                color=run_color(objective, beta), label=label)
+        record(fig, label, label, tokens[shown], heights[shown], objective=objective, beta=beta,
+               metric="next_token")
         if world:
             truth = np.array([float(world.get(c, np.nan)) for c in order])
             ok = np.isfinite(truth) & (truth > 0)
             ax.bar(positions[ok] + shift, truth[ok], width=width, color="white", edgecolor=WORLD_COLOR,
-                   hatch="///", label="World (true distribution)")
+                   hatch="///", label=WORLD_SERIES)
+            record(fig, label, WORLD_SERIES, tokens[ok], truth[ok], metric="world_p")
         ax.axhline(THRESHOLD, color="red", linestyle=":", linewidth=1.4, label="10⁻⁴ threshold")
         ax.set_yscale("log")
         ax.set_ylim(bottom, 1.5)
@@ -126,7 +135,7 @@ def draw(data: FigureData, options: dict | None = None):
             if text not in labels:
                 handles.append(handle)
                 labels.append(text)
-    shared = ("World (true distribution)", "10⁻⁴ threshold")
+    shared = (WORLD_SERIES, "10⁻⁴ threshold")
     ranked = [i for i, t in enumerate(labels) if t not in shared] + [labels.index(t) for t in shared if t in labels]
     handles, labels = [handles[i] for i in ranked], [labels[i] for i in ranked]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize=8.5)

@@ -1,4 +1,9 @@
-"""Figure 12: GEM minus CE on a few headline metrics, for every model of a scalability run."""
+"""Figure 12: GEM minus CE on a few headline metrics, for every model of a scalability run. Where a
+model's reward model was trained by the DAG, its held-out pair accuracy is in the title: it scored the
+win rates.
+
+Plotted data (`plotted`): one panel, "gains", one row per model (x) and metric (series, the legend's
+label); and per model a row of its reward model's held-out accuracy."""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import numpy as np
 
 from gemsft.config import beta_label
 from gemsft.report.figures import FigureData
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import label_axes, new_figure, run_label
+from gemsft.report.reward_accuracy import METRIC as RM_ACCURACY, SERIES as RM_ACCURACY_SERIES, figure_accuracy
 from gemsft.report.summary_reader import normalise
 
 #: (task or tasks (first present wins), metric, k or "min"/"max"/None, label; "{k}" is the k used)
@@ -95,10 +102,19 @@ def draw(data: FigureData, options: dict | None = None):
     for i, (label, values) in enumerate(gains.items()):
         ax.bar(x - 0.4 + width * (i + 0.5), values, width=width, color=METRIC_COLORS[i % len(METRIC_COLORS)],
                label=label)
+        record(fig, "gains", label, used_models, values)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, used_models, rotation=0 if len(used_models) < 5 else 30)
     ax.grid(axis="x", visible=False)
     gem_text = ", ".join(sorted(run_label(o, b) for o, b in gem_names))
-    label_axes(ax, "Model", "GEM − CE (percentage points)", f"Gain of {gem_text} over CE, per model")
+    title = f"Gain of {gem_text} over CE, per model"
+    accuracies = {model: figure_accuracy(df[df["model"] == model]) for model in used_models}
+    accuracies = {model: found for model, found in accuracies.items() if found is not None}
+    if accuracies:  # how far each model's win rates can be trusted
+        title += "\nreward model's held-out pair accuracy (chat): " + ", ".join(
+            f"{model} {found[0]:.1f}%" for model, found in accuracies.items())
+        for model, found in accuracies.items():
+            record(fig, "gains", RM_ACCURACY_SERIES, model, *found, task="chat", metric=RM_ACCURACY)
+    label_axes(ax, "Model", "GEM − CE (percentage points)", title)
     fig.legend(loc="outside right upper", fontsize=8.5, title="Metric")
     return fig

@@ -1,11 +1,19 @@
-"""Figure 6: output diversity against best-of-N win rate, one point per fine-tuned run."""
+"""Figure 6: output diversity against best-of-N win rate, one point per fine-tuned run. With a reward
+model trained by the DAG, its held-out pair accuracy is in the title: it picked and scored the samples.
+
+Plotted data (`plotted`): one panel named after the diversity metric on the x axis; per run, x is its
+diversity (with x_low, x_high) and value its win rate; and a row of the reward model's held-out
+accuracy."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from gemsft.report.figures import FigureData, rows_for, select_model
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import error_bars, label_axes, new_figure, place_point_labels, run_color, run_label, run_marker, sorted_runs
+from gemsft.report.reward_accuracy import (METRIC as RM_ACCURACY, SCORED_BY_REWARD_MODEL, SERIES as RM_ACCURACY_SERIES,
+                                          accuracy_text, figure_accuracy)
 
 DIVERSITY_LABELS = {
     "sbert_diversity": "SBERT diversity (100 × (1 − mean cosine similarity))",
@@ -42,11 +50,18 @@ def draw(data: FigureData, options: dict | None = None):
                    color=color, label=f"_yerr {label}")
         error_bars(ax, None, [r["value_x"]], [r["ci_low_x"]], [r["ci_high_x"]], direction="x",
                    y=[r["value_y"]], color=color, label=f"_xerr {label}")
+        record(fig, diversity_metric, label, r["value_x"], r["value_y"], r["ci_low_y"], r["ci_high_y"],
+               objective=objective, beta=beta, task="chat", metric=win_metric, x_low=r["ci_low_x"],
+               x_high=r["ci_high_x"])
         xs.append(r["value_x"]); ys.append(r["value_y"]); texts.append(label); colors.append(color)
     _pad_limits(ax, merged)
+    title = f"Diversity vs best-of-{n:g} win rate on chat ({model})"
+    accuracy = figure_accuracy(df) if win_metric in SCORED_BY_REWARD_MODEL else None
+    if accuracy is not None:  # in the title: the axes' texts are the points' labels
+        title += f"\n{accuracy_text(accuracy)}"
+        record(fig, diversity_metric, RM_ACCURACY_SERIES, "", *accuracy, task="chat", metric=RM_ACCURACY)
     label_axes(ax, DIVERSITY_LABELS.get(diversity_metric, diversity_metric),
-               f"Best-of-{n:g} win rate vs reference (%)",
-               f"Diversity vs best-of-{n:g} win rate on chat ({model})")
+               f"Best-of-{n:g} win rate vs reference (%)", title)
     place_point_labels(ax, xs, ys, texts, colors)
     return fig
 

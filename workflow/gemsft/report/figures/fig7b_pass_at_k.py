@@ -1,10 +1,13 @@
-"""Figure 7(b): pass@k against k for the code tasks, one panel per task, one line per run."""
+"""Figure 7(b): pass@k against k for the code tasks, one panel per task, one line per run.
+
+Plotted data (`plotted`): one panel per code task (named after it), x = k."""
 
 from __future__ import annotations
 
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from gemsft.report.figures import FigureData, rows_for, select_model
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import ci_band, label_axes, new_figure, run_color, run_label, run_marker, sorted_runs
 
 TASK_TITLES = {"code": "Code (synthetic world)", "humaneval": "HumanEval"}
@@ -28,6 +31,8 @@ def draw(data: FigureData, options: dict | None = None):
                               marker=run_marker(objective), markersize=4.5, linewidth=1.5,
                               label=run_label(objective, beta))
             ci_band(ax, run["k"], run["ci_low"], run["ci_high"], color=color)
+            record(fig, task, line.get_label(), run["k"], run["value"], run["ci_low"], run["ci_high"],
+                   objective=objective, beta=beta, task=task, metric="pass_at_k")
             handles.setdefault(line.get_label(), line)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(ks))

@@ -1,4 +1,7 @@
-"""Figure 8: knowledge (forgetting) accuracy per leaderboard task, pre-trained model vs each run."""
+"""Figure 8: knowledge (forgetting) accuracy per leaderboard task, pre-trained model vs each run.
+
+Plotted data (`plotted`): one panel per task and metric (named "<task> <metric>", and AVERAGE_PANEL),
+one bar per run (x = its label)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gemsft.report.figures import FigureData, rows_for, select_model
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import error_bars, label_axes, new_figure, run_color, run_label, sorted_runs
 
 TASK_TITLES = {
@@ -19,6 +23,7 @@ TASK_TITLES = {
     "winogrande": "WinoGrande",
     "gsm8k": "GSM8K",
 }
+AVERAGE_PANEL = "average"
 METRIC_LABELS = {
     "acc": "Accuracy (%)",
     "acc_norm": "Normalised accuracy (%)",
@@ -43,16 +48,16 @@ def draw(data: FigureData, options: dict | None = None):
     pairs = _pairs(options)
     selections = [rows_for(df, task, metric) for task, metric in pairs]
     runs = sorted_runs(pd.concat(selections, ignore_index=True))
-    panels = [(TASK_TITLES.get(task, task) + f" ({metric})", METRIC_LABELS.get(metric, f"{metric} (%)"), sel)
-              for (task, metric), sel in zip(pairs, selections)]
+    panels = [(TASK_TITLES.get(task, task) + f" ({metric})", METRIC_LABELS.get(metric, f"{metric} (%)"), sel,
+               (task, metric)) for (task, metric), sel in zip(pairs, selections)]
     if options.get("average", len(pairs) > 1):
-        panels.append(("Average over tasks", "Mean score (%)", _average(selections, runs)))
+        panels.append(("Average over tasks", "Mean score (%)", _average(selections, runs), ("", AVERAGE_PANEL)))
 
     ncols = min(len(panels), 4 if len(panels) in (7, 8) else 3)
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = new_figure(max(3.3 * ncols, 5.0) + 2.2, 3.5 * nrows, nrows, ncols, sharey=False)
     handles = {}
-    for index, (title, ylabel, sel) in enumerate(panels):
+    for index, (title, ylabel, sel, (task, metric)) in enumerate(panels):
         ax = axes[index // ncols, index % ncols]
         present = [run for run in runs if ((sel["objective"] == run[0]) & (sel["beta"] == run[1])).any()]
         lows, highs = [], []
@@ -65,6 +70,8 @@ def draw(data: FigureData, options: dict | None = None):
             handles.setdefault(label, bar)
             error_bars(ax, [x], [r["value"]], [r["ci_low"]], [r["ci_high"]], color="black",
                        label=f"_err {label}")
+            record(fig, f"{task} {metric}".strip(), label, label, r["value"], r["ci_low"], r["ci_high"],
+                   objective=objective, beta=beta, task=task, metric=metric)
             lows += [r["value"], r["ci_low"]]
             highs += [r["value"], r["ci_high"]]
             if objective == "base":

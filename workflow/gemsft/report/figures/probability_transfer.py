@@ -18,6 +18,10 @@ logit vector ``z`` over 10 tokens.
 
 Everything is deterministic (a seeded ``torch.Generator`` for the random start) and runs in well
 under a second on a CPU.
+
+Plotted data (`plotted`): panels TRANSFER_PANEL (the final distribution of each method over tokens
+1-10, and the initial one), TARGET_PANEL (the target's probability per step) and PROPOSITION2_PANEL
+(the distance per step, as drawn: floored at 1e-16 for the log axis); series are the legends' names.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 
 from gemsft.losses.logits import ce_loss, gem_loss
 from gemsft.report.figures import FigureData
+from gemsft.report.figures.plotted import record
 from gemsft.report.figures.style import label_axes, run_color
 
 #: the toy "pre-trained" next-token distribution; the target (token 3) is a minority
@@ -39,6 +44,8 @@ BETA_ZERO = 1e-3  # stand-in for beta = 0 (gem_loss requires beta > 0)
 #: label counts of the Proposition 2 data set (100 examples, every token present: p > 0)
 DATA_COUNTS = (30, 20, 15, 10, 8, 6, 4, 3, 2, 2)
 METHODS = (("ce", None), ("gem", 0.0), ("gem", 0.7))
+TRANSFER_PANEL, TARGET_PANEL, PROPOSITION2_PANEL = "transfer", "target probability", "proposition 2"
+INITIAL_SERIES = "initial"
 
 
 @contextlib.contextmanager
@@ -162,6 +169,8 @@ def draw(data: FigureData | None = None, options: dict | None = None):
         color = "#9a9a9a" if method is None else _method_color(method, beta)
         colors = [color] * init.size
         bars = ax.bar(tokens, f, width=0.72, color=colors, edgecolor="none", label="probability")
+        record(fig, TRANSFER_PANEL, INITIAL_SERIES if method is None else _method_title(method, beta, None),
+               tokens, f)
         bars[TARGET].set_edgecolor("black")
         bars[TARGET].set_linewidth(1.8)
         if method is not None:
@@ -183,6 +192,8 @@ def draw(data: FigureData | None = None, options: dict | None = None):
     for method, beta, trajectory in runs:
         ax.plot(np.arange(trajectory.shape[0]), trajectory[:, TARGET], color=_method_color(method, beta),
                 linewidth=1.8, label=_method_title(method, beta, None))
+        record(fig, TARGET_PANEL, _method_title(method, beta, None), np.arange(trajectory.shape[0]),
+               trajectory[:, TARGET])
     ax.axhline(init.max(), color="#9a9a9a", linestyle=":", linewidth=1.0,
                label="initial top probability")
     label_axes(ax, "Gradient step", f"p(target token {TARGET + 1})",
@@ -198,10 +209,12 @@ def draw(data: FigureData | None = None, options: dict | None = None):
         name = "β=1 (= CE): f* = p" if beta == 1.0 else f"β={beta:g}: f* = softmax({beta:g}·log p)"
         ax.plot(np.arange(d.size), np.maximum(d, 1e-16), color=_method_color("gem", beta), linewidth=1.8,
                 label=name)
+        record(fig, PROPOSITION2_PANEL, name, np.arange(d.size), np.maximum(d, 1e-16))
     if 0.7 in betas:
         to_data = proposition2_distances((0.7,), steps=p_steps, lr=p_lr, reference="data")[0.7]
         ax.plot(np.arange(to_data.size), to_data, color=_method_color("gem", 0.7), linestyle="--",
                 linewidth=1.3, label="β=0.7: distance to p (not a fixed point)")
+        record(fig, PROPOSITION2_PANEL, "β=0.7: distance to p (not a fixed point)", np.arange(to_data.size), to_data)
     ax.set_yscale("log")
     ax.set_ylim(1e-16, 3)
     label_axes(ax, "Gradient step (full batch, 100 examples)", "‖f_t − f*‖₂ (log scale)",
