@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from metrics_bench import build_responses, load_outputs  # benchmarks/ is the script's directory
+from stamp import commit_stamp
 from text_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def main() -> None:
 
     lines = [f"compat_effect: {len(prompts)} AlpacaEval prompts x {args.responses} responses built from the GPT-4-Turbo "
              f"outputs in {os.path.relpath(root, ROOT)} (seed {args.seed}); Sentence-BERT (all-MiniLM-L6-v2) over the first {k} prompts",
-             f"date {datetime.date.today()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, transformers "
+             f"{commit_stamp()}, date {datetime.date.today()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, transformers "
              f"{transformers.__version__}, nltk {nltk.__version__}, sacrebleu {sacrebleu.__version__}", ""]
 
     lines.append("Diversity, mean over prompts (0-100); one choice switched at a time, then all (paper_code)")

@@ -60,6 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stamp import commit_stamp  # benchmarks/ is the script's directory, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
@@ -316,7 +318,7 @@ def main(argv=None) -> None:
     lines = [
         f"loss_bench.py --device {args.device} --dtype {args.dtype}: forward + backward to hidden and weight, "
         f"GEM beta={BETA} h=linear",
-        f"device: {device}; torch {torch.__version__}"
+        f"device: {device}; torch {torch.__version__}; {commit_stamp()}"
         + (f"; {threads} threads; {os.cpu_count()} CPUs" if threads else "")
         + f"; {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}"
         + f"; median of {args.reps} rounds; total bench time {time.perf_counter() - started:.0f} s",

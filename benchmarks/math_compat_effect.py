@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the answer forms are the tests' (tests/gsm8k_answer_forms.py)
 
 from gsm8k_answer_forms import perturbations, sampled_responses  # noqa: E402
+from stamp import commit_stamp  # noqa: E402
 from text_table import table  # noqa: E402  (benchmarks/ is the script's directory, first on sys.path)
 
 from gemsft.data import load_gsm8k, read_gsm8k  # noqa: E402
@@ -123,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     records = load_gsm8k(mirror=args.mirror)
     lines = ["Math evaluation: default mode vs evaluation.compat: paper_code, on real GSM8K text "
-             "(benchmarks/math_compat_effect.py)", "",
+             f"(benchmarks/math_compat_effect.py, {commit_stamp()})", "",
              *gold_section(args.mirror), "", *extraction_section(records), "", *scoring_section(records, args.seed)]
     text = "\n".join(lines) + "\n"
     print(text, end="")

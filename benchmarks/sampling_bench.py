@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from stamp import commit_stamp  # benchmarks/ is the script's directory, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys, time
@@ -85,7 +87,7 @@ def main() -> None:
               f"{r['wall_s'] / first['wall_s']:8.2f}")
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model_dir": args.model_dir, "configfile": args.configfile, "outputs": args.outputs,
+    out.write_text(json.dumps({"commit": commit_stamp().removeprefix("commit "), "model_dir": args.model_dir, "configfile": args.configfile, "outputs": args.outputs,
                                "cpus": os.cpu_count(),
                                "results": results}, indent=2) + "\n")
     print(f"wrote {args.out}")

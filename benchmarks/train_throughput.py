@@ -164,11 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     base = next((r for r in results if r["variant"] == "ce"), results[0])
     import transformers
     from loss_bench import cpu_name
+    from stamp import commit_stamp
 
     kind = "cuda" if cuda else "cpu"
     device = torch.cuda.get_device_name() if cuda else f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    lines = [f"device: {device}; torch {torch.__version__}; transformers {transformers.__version__}; {date}",
+    commit = commit_stamp()
+    lines = [f"device: {device}; torch {torch.__version__}; transformers {transformers.__version__}; {date}; {commit}",
              f"shape {shape}; seq {seq_len} x batch {batch}; {steps} steps ({warmup} warm-up)"
              + ("; under torch.profiler (slower)" if args.profile else ""),
              f"{'variant':<10} {'tokens/s':>12} {'x ce':>6} {'peak GiB':>9} {'x ce':>6}"]
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"device": device, "device_kind": kind, "torch": torch.__version__,
-                                   "transformers": transformers.__version__, "date": date, "shape": shape,
+                                   "transformers": transformers.__version__, "date": date, "commit": commit.removeprefix("commit "), "shape": shape,
                                    "seq_len": seq_len, "batch": batch, "steps": steps, "profiled": args.profile,
                                    "results": results}, indent=2) + "\n")
         out.with_suffix(".txt").write_text(text)
