@@ -18,6 +18,7 @@ rule evaluate_code:
         humaneval_prompts=(config["sampling"]["tasks"].get("humaneval") or {}).get("prompts"),
         pass_k=config["evaluation"]["pass_k"],
         timeout_s=config["evaluation"].get("code_timeout_s", 3.0),
+        sandbox=config["evaluation"]["sandbox"],
     log:
         "results/logs/evaluate_code/{model}/{objective}/beta-{beta}/seed-{seed}.log",
     benchmark:

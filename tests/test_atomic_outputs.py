@@ -48,9 +48,8 @@ AUDITED_WRITERS = {
     # Every format rendered to its own temporary file, then all renamed (all formats or none).
     "gemsft.report.figures.save": ("gemsft.report.figures.save", ["tempfile.mkstemp", "os.replace"]),
     "gemsft.report.figures.plotted.write_plotted": ("gemsft.report.figures.plotted.write_plotted", ["atomic_path"]),
-    # Each YAML and converted data file is atomic, the directory is not: it fills file by file, and
-    # a job stopped mid-way leaves part of it (Snakemake removes a failed job's outputs).
-    "gemsft.data.leaderboard.write_leaderboard_tasks": ("gemsft.data.leaderboard._write_yaml",
+    # The whole task directory under a temporary name, renamed once every YAML and data file is in it.
+    "gemsft.data.leaderboard.write_leaderboard_tasks": ("gemsft.data.leaderboard.write_leaderboard_tasks",
                                                         ["files.atomic_path"]),
 }
 # Further functions the audit above relies on (evaluate_model's lm-eval outputs).

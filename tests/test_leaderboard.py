@@ -20,8 +20,8 @@ from gemsft.evaluate.forgetting import evaluate_tasks, primary_scores
 from gemsft.data.leaderboard import (ARC, GSM8K, HELLASWAG, HUB_DATASETS, LEADERBOARD_TASKS, MMLU, MMLU_SUBJECTS,
                                      TASKS_DIR, TRUTHFULQA, WINOGRANDE, mmlu_task, primary_metrics,
                                      write_leaderboard_tasks)
-from gemsft.data.leaderboard_mirror import (hellaswag_partition, read_arc, read_gsm8k_hub, read_hellaswag, read_mmlu,
-                                            read_truthfulqa_mc, read_winogrande)
+from gemsft.data.leaderboard_mirror import (MIRROR_FILES, hellaswag_partition, read_arc, read_gsm8k_hub,
+                                            read_hellaswag, read_mmlu, read_truthfulqa_mc, read_winogrande)
 from gemsft.evaluate.leaderboard import score_rows
 from gemsft.evaluate.leaderboard import document_rows as leaderboard_document_rows
 from gemsft.evaluate.stage import mean_rows
@@ -225,6 +225,27 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         write_leaderboard_tasks(tmp_path, tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="data mirror file not found"):
         write_leaderboard_tasks(tmp_path, tmp_path)  # a directory without the mirror's files
+
+
+def test_a_failure_midway_leaves_the_previous_directory_and_no_partial_one(tmp_path):
+    """The directory is renamed into place whole: a mirror whose ARC files convert but whose HellaSwag
+    file is missing writes ARC's data first, then fails; the earlier task directory stays as it was and
+    nothing half-written is left beside it. A complete write then names the files at their final place."""
+    mirror = tmp_path / "mirror"
+    (mirror / "arc_challenge").mkdir(parents=True)
+    for relative in MIRROR_FILES["arc"].values():
+        (mirror / relative).symlink_to(MIRROR / relative)
+    out = tmp_path / "out" / "tasks"
+    out.mkdir(parents=True)
+    (out / "previous.yaml").write_text("task: previous\n")
+    with pytest.raises(FileNotFoundError, match="hellaswag_val_full.txt.bz2: data mirror file not found"):
+        write_leaderboard_tasks(out, mirror)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tasks"]
+    assert [p.name for p in out.iterdir()] == ["previous.yaml"]
+    write_leaderboard_tasks(out, MIRROR, limit=2)
+    assert not (out / "previous.yaml").exists() and sorted(p.name for p in out.parent.iterdir()) == ["tasks"]
+    files = yaml.safe_load((out / f"{ARC}.yaml").read_text())["dataset_kwargs"]["data_files"]
+    assert files["test"] == str(out.resolve() / "data" / "arc_challenge" / "test.jsonl") and Path(files["test"]).is_file()
 
 
 # --------------------------------------------------------------------------- one real run

@@ -114,7 +114,8 @@ def evaluate_code_job(config, world, samples, out, cut=None):
     return rule_job("evaluate_code", {**samples, "data": world}, outputs,
                     {"tasks": tasks, "records": str(world / FILES["eval_code"]),
                      "humaneval_prompts": config["sampling"]["tasks"]["humaneval"]["prompts"],
-                     "pass_k": config["evaluation"]["pass_k"], "timeout_s": 3.0},
+                     "pass_k": config["evaluation"]["pass_k"], "timeout_s": 3.0,
+                     "sandbox": config["evaluation"]["sandbox"]},
                     config)
 
 

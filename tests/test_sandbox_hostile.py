@@ -434,14 +434,8 @@ def hostile_programs(out: Outside) -> dict[str, tuple[str, set[str]]]:
         # Unhooked: a fresh interpreter has no audit hook, so only the kernel stands in the way.
         "proc_of_the_caller": (attempts(f"""
             import subprocess, sys
-            code = '''
-            import errno, os
-            def attempt(name, action):
-                try:
-                    action()
-                    print(name, "DONE", flush=True)
-                except OSError as e:
-                    print(name, errno.errorcode.get(e.errno, e.errno), flush=True)
+            code = {ATTEMPT!r} + '''
+            import os
             attempt("listdir", lambda: print(os.listdir("/proc") or "EMPTY"))
             attempt("environ", lambda: print(open("/proc/{caller}/environ", "rb").read()))
             attempt("cmdline", lambda: print(open("/proc/{caller}/cmdline", "rb").read()))

@@ -144,9 +144,20 @@ def write_leaderboard_tasks(out_dir: str | os.PathLike, mirror: str | os.PathLik
     `out_dir/data/`, written atomically, and the YAMLs read them (`dataset_path: json` + `data_files`).
     `limit`: keep the first `limit` documents of each scored split (per MMLU subject), never of a
     few-shot pool; mirror only (for the hub, use `evaluate_tasks(..., limit=...)`, which does the same).
+
+    `out_dir` is written as a whole: everything goes into a temporary sibling, renamed to `out_dir`
+    (replacing what was there) only once every file is written, so a stopped job leaves no partial
+    task directory. The YAMLs name the converted files at their final place under `out_dir`.
     """
     limit = check_limit(limit, minimum=1)
     out_dir = Path(out_dir).resolve()
+    with files.atomic_path(out_dir, directory=True) as stage:
+        _write_tasks(stage, out_dir, mirror, limit)
+    return list(LEADERBOARD_TASKS)
+
+
+def _write_tasks(stage: Path, out_dir: Path, mirror: str | os.PathLike | None, limit: int | None) -> None:
+    """write_leaderboard_tasks' files, written under `stage`; paths inside them name `out_dir`."""
     if mirror is None:
         if limit is not None:
             raise ValueError("limit cuts the converted mirror files; with the hub datasets (mirror=None) "
@@ -159,7 +170,7 @@ def write_leaderboard_tasks(out_dir: str | os.PathLike, mirror: str | os.PathLik
         root = Path(mirror).resolve()
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: data mirror directory not found")
-        converter = MirrorConverter(root, out_dir / "data", limit)
+        converter = MirrorConverter(root, stage / "data", limit, named_dir=out_dir / "data")
         sources = {ARC: converter.arc(), HELLASWAG: converter.hellaswag(), TRUTHFULQA: converter.truthfulqa(),
                    WINOGRANDE: converter.winogrande(), GSM8K: converter.gsm8k()}
         subjects = {s: converter.mmlu(s) for s in MMLU_SUBJECTS}
@@ -171,14 +182,13 @@ def write_leaderboard_tasks(out_dir: str | os.PathLike, mirror: str | os.PathLik
               f"# Prompt, choices, few-shot count and metrics come from the included base config.\n")
     for task, source in sources.items():
         config = {"task": task, "include": str(BASE_CONFIGS[task]), **source, **_SPLITS[task][variant]}
-        _write_yaml(out_dir / f"{task}.yaml", config, header)
+        _write_yaml(stage / f"{task}.yaml", config, header)
     for subject, source in subjects.items():
         config = {"task": mmlu_task(subject), "task_alias": subject, "include": str(BASE_CONFIGS[MMLU]),
                   "description": mmlu_description(subject), **source, **_SPLITS[MMLU][variant]}
-        _write_yaml(out_dir / "mmlu" / f"{mmlu_task(subject)}.yaml", config, header)
+        _write_yaml(stage / "mmlu" / f"{mmlu_task(subject)}.yaml", config, header)
     group = {"group": MMLU, "task": [mmlu_task(s) for s in MMLU_SUBJECTS],
              # The leaderboard's MMLU is the plain mean of the 57 subject accuracies.
              "aggregate_metric_list": [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}],
              "metadata": {"version": 1.0}}
-    _write_yaml(out_dir / f"{MMLU}.yaml", group, header)
-    return list(LEADERBOARD_TASKS)
+    _write_yaml(stage / f"{MMLU}.yaml", group, header)

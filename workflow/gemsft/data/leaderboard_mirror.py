@@ -197,10 +197,17 @@ def _write_docs(path: Path, docs: list[dict]) -> Path:
 
 class MirrorConverter:
     """Converts the mirror's files into hub-schema JSONL under `data_dir` (the scored split cut to
-    `limit` documents) and returns each task's data source."""
+    `limit` documents) and returns each task's data source, naming the files under `named_dir`
+    (default `data_dir`): where they will be once a directory written under a temporary name is
+    renamed."""
 
-    def __init__(self, root: Path, data_dir: Path, limit: int | None):
+    def __init__(self, root: Path, data_dir: Path, limit: int | None, named_dir: Path | None = None):
         self.root, self.data_dir, self.limit = root, data_dir, limit
+        self.named_dir = data_dir if named_dir is None else named_dir
+
+    def source(self, split_files: dict[str, Path]) -> dict:
+        return _json_source({split: self.named_dir / Path(path).relative_to(self.data_dir)
+                             for split, path in split_files.items()})
 
     def file(self, relative: str) -> Path:
         return _existing(self.root / relative)
@@ -214,29 +221,29 @@ class MirrorConverter:
             docs = read_arc(self.file(relative))
             out[split] = _write_docs(self.data_dir / "arc_challenge" / f"{split}.jsonl",
                                      self.scored(docs) if split == "test" else docs)
-        return _json_source(out)
+        return self.source(out)
 
     def hellaswag(self) -> dict:
         scored, pool = hellaswag_partition(read_hellaswag(self.file(MIRROR_FILES["hellaswag"])))
         folder = self.data_dir / "hellaswag"
-        return _json_source({"validation": _write_docs(folder / "validation.jsonl", self.scored(scored)),
+        return self.source({"validation": _write_docs(folder / "validation.jsonl", self.scored(scored)),
                              "fewshot": _write_docs(folder / "fewshot.jsonl", pool)})
 
     def mmlu(self, subject: str) -> dict:
         pattern, folder = MIRROR_FILES["mmlu"], self.data_dir / "mmlu" / subject
         test = read_mmlu(self.file(pattern.format(split="test", subject=subject)), subject)
         dev = read_mmlu(self.file(pattern.format(split="dev", subject=subject)), subject)
-        return _json_source({"test": _write_docs(folder / "test.jsonl", self.scored(test)),
+        return self.source({"test": _write_docs(folder / "test.jsonl", self.scored(test)),
                              "dev": _write_docs(folder / "dev.jsonl", dev)})
 
     def truthfulqa(self) -> dict:
         docs = read_truthfulqa_mc(self.file(MIRROR_FILES["truthfulqa"]))
-        return _json_source({"validation": _write_docs(self.data_dir / "truthfulqa_mc" / "validation.jsonl",
+        return self.source({"validation": _write_docs(self.data_dir / "truthfulqa_mc" / "validation.jsonl",
                                                        self.scored(docs))})
 
     def winogrande(self) -> dict:
         mirror_files, folder = MIRROR_FILES["winogrande"], self.data_dir / "winogrande"
-        return _json_source({
+        return self.source({
             "train_xs": _write_docs(folder / "train_xs.jsonl", read_winogrande(self.file(mirror_files["train_xs"]))),
             "validation": _write_docs(folder / "validation.jsonl",
                                       self.scored(read_winogrande(self.file(mirror_files["validation"])))),
@@ -244,6 +251,6 @@ class MirrorConverter:
 
     def gsm8k(self) -> dict:
         mirror_files, folder = MIRROR_FILES["gsm8k"], self.data_dir / "gsm8k"
-        return _json_source({"train": _write_docs(folder / "train.jsonl", read_gsm8k_hub(self.file(mirror_files["train"]))),
+        return self.source({"train": _write_docs(folder / "train.jsonl", read_gsm8k_hub(self.file(mirror_files["train"]))),
                              "test": _write_docs(folder / "test.jsonl",
                                                  self.scored(read_gsm8k_hub(self.file(mirror_files["test"]))))})

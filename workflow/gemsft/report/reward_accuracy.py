@@ -2,7 +2,7 @@
 
 A best-of-N win rate is only as trustworthy as the reward model that picks and scores the samples. The
 chat stage reports a reward model trained by the DAG with its pair accuracy (%) on the chat preference
-prompts it held out from training (`gemsft.score.chat_quality.REWARD_MODEL_ACCURACY`), per prompt, so
+prompts it held out from training (`gemsft.score.REWARD_MODEL_ACCURACY`), per prompt, so
 the summary gives it a bootstrap interval like every other number. A reward model from the hub
 (reward_model.pretrained) has no held-out pairs here: then there is nothing to show, and nothing is.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-#: gemsft.score.chat_quality.REWARD_MODEL_ACCURACY; spelt out so that the report does not import torch
-METRIC = "reward_model_accuracy"
+from gemsft.score import REWARD_MODEL_ACCURACY
+
+METRIC = REWARD_MODEL_ACCURACY
 TASK = "chat"
 #: the column beside the win rates in the tables
 TITLE = "RM held-out accuracy"

@@ -18,7 +18,7 @@ import numpy as np
 
 from gemsft import files
 from gemsft.config import PAPER_CODE
-from gemsft.score import best_of_n, reward_model as reward
+from gemsft.score import REWARD_MODEL_ACCURACY, best_of_n, reward_model as reward
 from gemsft.score.oracle import has_oracle, oracle_rows
 from gemsft.evaluate.stage import mean_rows, metric, write_stage
 
@@ -46,9 +46,6 @@ def chat_quality(records: list[dict], samples: list[dict], sample_rewards: list[
         if oracle:
             per_prompt += oracle_rows(record, texts[pid], r, ns, task, compat)
     return mean_rows(per_prompt), per_prompt
-
-
-REWARD_MODEL_ACCURACY = "reward_model_accuracy"
 
 
 def reward_model_rows(metrics: dict, source: str = "reward model metrics", task: str = "chat") -> list[dict]:

@@ -158,14 +158,7 @@ def _expose(paths: list[str], mount) -> None:
     into which only the needed children are bind-mounted back.
     """
     for _ in range(16):
-        blocked: dict[str, set[str]] = {}
-        for path in paths:
-            cur = "/"
-            for name in [p for p in path.split("/") if p]:
-                if not os.stat(cur).st_mode & 0o001:
-                    blocked.setdefault(cur, set()).add(name)
-                    break
-                cur = os.path.join(cur, name)
+        blocked = rootfs.untraversable(paths, outermost_only=True)
         if not blocked:
             return
         for directory, names in blocked.items():

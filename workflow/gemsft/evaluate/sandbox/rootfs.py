@@ -23,6 +23,21 @@ SYSTEM_PATHS = ("/lib", "/lib64", "/lib32", "/libx32", "/usr/lib", "/usr/lib64",
 DEVICES = ("null", "zero", "full", "random", "urandom")
 _SCRATCH = MS_NOSUID | MS_NODEV | MS_NOEXEC
 _MAX_LINK_DEPTH = 40
+
+
+def untraversable(paths: list[str], outermost_only: bool = False) -> dict[str, set[str]]:
+    """Directory that others cannot traverse -> the names in it that ``paths`` go through. With
+    ``outermost_only``, only the first such directory on each path (what can be exposed next)."""
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        cur = "/"
+        for name in [p for p in path.split("/") if p]:
+            if not os.stat(cur).st_mode & 0o001:
+                found.setdefault(cur, set()).add(name)
+                if outermost_only:
+                    break
+            cur = os.path.join(cur, name)
+    return found
 # statvfs flag -> mount flag. A bind mount inherited from a more privileged namespace is
 # "locked": remounting it must repeat these flags or the kernel refuses.
 _LOCKED_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),

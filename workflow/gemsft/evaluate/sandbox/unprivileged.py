@@ -16,6 +16,8 @@ import shlex
 import shutil
 import sys
 
+from .rootfs import untraversable
+
 UNPRIVILEGED_UID = 65534
 _TOOLS = ("unshare", "mount", "setpriv")
 
@@ -42,13 +44,7 @@ def needed_paths(extra: list[str] = ()) -> list[str]:
 def blocked(paths: list[str]) -> dict[str, list[str]]:
     """Directory others cannot traverse -> the entries in it that ``paths`` go through, outermost
     directory first."""
-    found: dict[str, set[str]] = {}
-    for path in paths:
-        cur = "/"
-        for name in [p for p in path.split("/") if p]:
-            if not os.stat(cur).st_mode & 0o001:
-                found.setdefault(cur, set()).add(name)
-            cur = os.path.join(cur, name)
+    found = untraversable(paths)
     return {d: sorted(found[d]) for d in sorted(found, key=lambda d: d.count("/"))}
 
 
