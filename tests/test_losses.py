@@ -457,7 +457,8 @@ def test_proposition2_ce_fits_data():
 
 
 def test_registry_contents():
-    assert set(OBJECTIVES) == {"ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid"}
+    assert set(OBJECTIVES) == {"ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid",
+                               "dft", "ts2", "eaft", "asft"}  # the newer ones: tests/test_losses_newer.py
     for name, obj in OBJECTIVES.items():
         assert obj.name == name and get_objective(name) is obj
     assert [(o.loss, o.weight_decay, o.neftune_noise_alpha, o.entropy_gamma) for o in OBJECTIVES.values()] == [
@@ -467,6 +468,10 @@ def test_registry_contents():
         ("ce_entropy", 0.0, None, 0.1),  # gamma 0.1, Appendix E
         ("gem", 0.0, None, None),
         ("gem", 0.0, None, None),
+        ("dft", 0.0, None, None),
+        ("ts2", 0.0, None, None),
+        ("eaft", 0.0, None, None),
+        ("asft", 0.0, None, None),
     ]
     assert {n: (o.h, o.uses_beta) for n, o in OBJECTIVES.items()} == {
         "ce": (None, False),
@@ -475,13 +480,18 @@ def test_registry_contents():
         "ce_entropy": (None, False),
         "gem": ("linear", True),
         "gem_log_sigmoid": ("log_sigmoid", True),
+        "dft": (None, False),
+        "ts2": (None, False),
+        "eaft": (None, False),
+        "asft": (None, False),
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         OBJECTIVES["gem"].h = "log_sigmoid"
-    assert set(LOSSES) == {"ce", "ce_entropy", "gem"}
+    assert set(LOSSES) == {"ce", "ce_entropy", "gem", "dft", "ts2", "eaft", "asft"}
     assert {o.loss for o in OBJECTIVES.values()} == set(LOSSES)
-    # ce_entropy has no fused form (when the others run fused: gemsft.train.fused_choice)
-    assert {k: e.fused is not None for k, e in LOSSES.items()} == {"ce": True, "ce_entropy": False, "gem": True}
+    # ce_entropy and the newer kinds have no fused form (when the others run fused: gemsft.train.fused_choice)
+    assert {k: e.fused is not None for k, e in LOSSES.items()} == {
+        "ce": True, "ce_entropy": False, "gem": True, "dft": False, "ts2": False, "eaft": False, "asft": False}
 
 
 def test_bind_loss_dispatch():

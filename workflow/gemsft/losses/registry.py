@@ -14,6 +14,7 @@ from functools import partial
 
 from gemsft.losses.fused import fused_linear_ce_loss, fused_linear_gem_loss
 from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss
+from gemsft.losses.newer import asft_loss, dft_loss, eaft_loss, ts2_loss
 from gemsft.objectives import DEFAULT_BETA, Objective, check_beta
 
 
@@ -26,19 +27,31 @@ class LossKind:
     the same loss of ``hidden @ weight.T`` without building those logits (with ``return_stats``:
     ``(loss, TokenStats)``). ``settings`` maps each keyword the functions take to the
     :class:`~gemsft.objectives.Objective` field it comes from; ``uses_beta``: they also take the
-    run's ``beta``.
+    run's ``beta``. ``reference``: the loss also takes the frozen reference (base) model's logits,
+    ``logits(logits, labels, ref_logits, ...)``, which the trainer computes without gradient; such a
+    kind has no fused form.
     """
 
     logits: Callable
     fused: Callable | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
     uses_beta: bool = False
+    reference: bool = False
+
+    def __post_init__(self):
+        if self.reference and self.fused is not None:
+            raise ValueError("a loss kind that takes reference logits has no fused form (fused must be None)")
 
 
 LOSSES: dict[str, LossKind] = {
     "ce": LossKind(logits=ce_loss, fused=fused_linear_ce_loss),
     "ce_entropy": LossKind(logits=ce_entropy_loss, settings={"gamma": "entropy_gamma"}),
     "gem": LossKind(logits=gem_loss, fused=fused_linear_gem_loss, settings={"h": "h"}, uses_beta=True),
+    # The newer objectives (gemsft.losses.newer): on logits only, no fused form yet.
+    "dft": LossKind(logits=dft_loss),
+    "ts2": LossKind(logits=ts2_loss, settings={"alpha": "ts2_alpha"}),
+    "eaft": LossKind(logits=eaft_loss, settings={"alpha": "eaft_alpha"}),
+    "asft": LossKind(logits=asft_loss, settings={"alpha": "asft_alpha"}, reference=True),
 }
 
 
@@ -48,8 +61,9 @@ class BoundLoss:
 
     objective: str  # the objective's name
     beta: float | None  # the beta the loss uses; None for objectives without one
-    logits: Callable  # (logits, labels, ignore_index=-100) -> loss
+    logits: Callable  # (logits, labels[, ref_logits], ignore_index=-100) -> loss
     fused: Callable | None  # (hidden, weight, labels, return_stats=False) -> loss [, TokenStats]
+    reference: bool = False  # logits also takes the frozen reference model's logits (ref_logits)
 
 
 def bind_loss(objective: Objective, beta: float | None = None) -> BoundLoss:
@@ -79,4 +93,5 @@ def bind_loss(objective: Objective, beta: float | None = None) -> BoundLoss:
         beta=beta,
         logits=partial(kind.logits, **settings),
         fused=partial(kind.fused, **settings) if kind.fused is not None else None,
+        reference=kind.reference,
     )

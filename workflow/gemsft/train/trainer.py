@@ -14,11 +14,19 @@ loss, its gradients and the logged CE and entropy come from the kind's fused fun
 the precision the head would have had (under mixed precision, the accelerator's autocast). Models
 whose head is not a plain bias-free ``nn.Linear`` applied as is (logit scaling or soft-capping, a
 PEFT-wrapped head, weights sharded by ZeRO-3 or FSDP) and kinds without a fused function
-(``ce_entropy``) fall back to the unfused path. The choice and its reason go into the run's metrics.
+(``ce_entropy``, ``dft``, ``ts2``, ``eaft``, ``asft``) fall back to the unfused path. The choice and its
+reason go into the run's metrics.
+
+A kind that anchors the model to where it started (``asft``: registered with ``reference=True``) gets
+the logits of a frozen reference: a copy of the model the trainer is built with (the SFT start point,
+before any checkpoint is resumed into it), in eval mode with no parameter requiring gradient, run on
+each batch under ``torch.no_grad()``. It costs one more copy of the weights on each device and one
+more forward pass per batch; ZeRO-3 and FSDP (sharded weights) are not supported for it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import math
@@ -56,6 +64,7 @@ class ObjectiveTrainer(Trainer):
                                          "(not a plain linear head of a supported model, or sharded)")
         self.fused_choice = choice
         self.fused_loss = choice.value
+        self.reference_model = self._frozen_reference(self.model) if self.bound_loss.reference else None
         self._tracked: dict[str, list[float]] = {"ce": [], "entropy": [], "objective_loss": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -66,13 +75,35 @@ class ObjectiveTrainer(Trainer):
                 return self._fused_loss(model, inputs, labels, *head)
         outputs = model(**inputs)
         logits, targets = shift_for_causal_lm(outputs.logits, labels)
-        loss = self.bound_loss.logits(logits, targets)
+        if self.reference_model is not None:
+            ref_logits, _ = shift_for_causal_lm(self._reference_logits(inputs), labels)
+            loss = self.bound_loss.logits(logits, targets, ref_logits)
+        else:
+            loss = self.bound_loss.logits(logits, targets)
         if model.training:
             with torch.no_grad():
                 self._tracked["ce"].append(ce_loss(logits, targets).item())
                 self._tracked["entropy"].append(token_entropy(logits, targets).item())
                 self._tracked["objective_loss"].append(loss.item())
         return (loss, outputs) if return_outputs else loss
+
+    def _frozen_reference(self, model) -> torch.nn.Module:
+        """A frozen copy of `model` as it is now (the SFT start point), on the training device."""
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled() or self.is_fsdp_enabled:
+            raise ValueError(f"objective {self.objective.name!r} needs a frozen copy of the base model, which is not "
+                             "supported with DeepSpeed ZeRO-3 or FSDP (sharded weights): use ZeRO-2 or one device")
+        reference = copy.deepcopy(self.accelerator.unwrap_model(model))
+        reference.requires_grad_(False)
+        return reference.eval().to(self.args.device)
+
+    @torch.no_grad()
+    def _reference_logits(self, inputs: dict) -> torch.Tensor:
+        """The frozen reference model's logits on the batch (labels already taken out), no gradient;
+        under the Trainer's mixed-precision autocast, as the trained model's forward runs."""
+        with self.accelerator.autocast():
+            return self.reference_model(**{**inputs, "use_cache": False}).logits
 
     def _separable_head(self, model) -> tuple[torch.nn.Module, torch.nn.Parameter] | None:
         """(decoder, head weight) when `model`'s logits are `decoder(...).last_hidden_state @ weight.T`."""
