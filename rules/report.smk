@@ -14,6 +14,8 @@ rule metrics_table:
         "results/metrics.csv",
     log:
         "results/logs/metrics_table.log",
+    benchmark:
+        "results/benchmarks/metrics_table.tsv"
     conda:
         "../envs/eval.yaml"
     script:
@@ -31,6 +33,8 @@ rule summary:
         seed=REPORT["bootstrap_seed"],
     log:
         "results/logs/report/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
     conda:
         "../envs/eval.yaml"
     script:
@@ -52,6 +56,8 @@ rule claims:
         seed=REPORT["bootstrap_seed"],
     log:
         "results/logs/report/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
     conda:
         "../envs/eval.yaml"
     script:
@@ -77,6 +83,8 @@ rule table:
                                          if wildcards.table == DATA_TABLE else None),
     log:
         "results/logs/report/table_{table}.log",
+    benchmark:
+        "results/benchmarks/table/{table}.tsv"
     conda:
         "../envs/eval.yaml"
     script:
@@ -101,6 +109,8 @@ rule figure:
         options={key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")},
     log:
         "results/logs/report/{figure}.log",
+    benchmark:
+        "results/benchmarks/figure/{figure}.tsv"
     conda:
         "../envs/eval.yaml"
     script:
