@@ -33,6 +33,7 @@ from gemsft.objectives import OBJECTIVES, Objective, get_objective
 
 IGNORE = -100
 NEWER = ("dft", "ts2", "eaft", "asft")
+FUSED_NEWER = ("dft", "eaft")  # with a fused form (tests/test_fused_weighted.py); ts2 and asft have none
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -335,7 +336,7 @@ def test_registry_entries_of_the_newer_objectives():
     for name in NEWER:
         objective = get_objective(name)
         kind = LOSSES[objective.loss]
-        assert objective.loss == name and not objective.uses_beta and kind.fused is None
+        assert objective.loss == name and not objective.uses_beta and (kind.fused is not None) == (name in FUSED_NEWER)
         assert kind.reference == (name == "asft")
     assert [OBJECTIVES[n].ts2_alpha for n in NEWER] == [None, 0.25, None, None]
     assert [OBJECTIVES[n].eaft_alpha for n in NEWER] == [None, None, 1.0, None]
@@ -348,7 +349,8 @@ def test_bind_loss_for_each_newer_objective():
     logits, labels, ref_logits = make_batch(seed=11)
     same = lambda a, b: a.item() == pytest.approx(b.item(), rel=1e-12)  # noqa: E731
     bound = {name: bind_loss(get_objective(name)) for name in NEWER}
-    assert all(b.fused is None and b.beta is None and b.objective == n for n, b in bound.items())
+    assert all((b.fused is not None) == (n in FUSED_NEWER) and b.beta is None and b.objective == n
+               for n, b in bound.items())
     assert [b.reference for b in bound.values()] == [False, False, False, True]
     assert same(bound["dft"].logits(logits, labels), dft_loss(logits, labels))
     assert same(bound["ts2"].logits(logits, labels), ts2_loss(logits, labels, alpha=0.25))
@@ -410,7 +412,12 @@ def test_fused_loss_setting_falls_back_to_logits(setting, device):
 
     for name in NEWER:
         choice = choose_fused_loss(setting, device, name, bind_loss(get_objective(name)).fused is not None)
-        assert not choice.value and choice.reason == f"on logits: loss {name!r} has no fused form"
+        if name not in FUSED_NEWER:
+            assert not choice.value and choice.reason == f"on logits: loss {name!r} has no fused form"
+        elif setting is True:  # dft, eaft: fused when set
+            assert choice.value and choice.reason == "set in the config"
+        else:  # auto: not measured yet, so on logits
+            assert not choice.value and choice.reason == f"fused loss {name!r} not measured on {device}: on logits"
 
 
 class Rows(torch.utils.data.Dataset):
@@ -445,8 +452,9 @@ def collate(rows):
 
 
 def test_each_newer_objective_trains_through_the_trainer(tmp_path):
-    """Two optimizer steps per objective on a tiny random Llama; train.fused_loss true falls back to the
-    logits with its reason. ASFT's reference is a frozen copy of the starting model that the training
+    """Two optimizer steps per objective on a tiny random Llama; train.fused_loss true runs DFT and EAFT
+    fused and falls back to the logits with its reason for TS² and ASFT. ASFT's reference is a frozen
+    copy of the starting model that the training
     leaves untouched, and its loss is asft_loss against that copy's logits."""
     from gemsft.train.trainer import ObjectiveTrainer, training_arguments
 
@@ -459,7 +467,10 @@ def test_each_newer_objective_trains_through_the_trainer(tmp_path):
         args = training_arguments(cfg, tmp_path / name, seed=0)
         trainer = ObjectiveTrainer(model=model, args=args, train_dataset=Rows(), data_collator=collate,
                                    objective=get_objective(name), fused_loss=True)
-        assert not trainer.fused_loss and "has no fused form" in trainer.fused_choice.reason
+        if name in FUSED_NEWER:  # dft and eaft train fused when set
+            assert trainer.fused_loss and trainer.fused_choice.reason == "set in the config"
+        else:
+            assert not trainer.fused_loss and "has no fused form" in trainer.fused_choice.reason
         if name == "asft":
             reference = trainer.reference_model
             assert reference is not model and not reference.training

@@ -2,10 +2,11 @@
 that picks one for an objective.
 
 * :mod:`~gemsft.losses.logits`: the losses on materialised logits, and their shared conventions;
-* :mod:`~gemsft.losses.newer`: DFT, TS², EAFT and ASFT on materialised logits (no fused form yet;
-  ASFT also takes the frozen reference model's logits);
-* :mod:`~gemsft.losses.fused`: the same losses of ``hidden @ weight.T`` computed chunk by chunk,
-  the (N, V) logits never held (per-chunk kernels in :mod:`~gemsft.losses.chunk_kernels`);
+* :mod:`~gemsft.losses.newer`: DFT, TS², EAFT and ASFT on materialised logits (ASFT also takes
+  the frozen reference model's logits);
+* :mod:`~gemsft.losses.fused`: CE, GEM, DFT and EAFT of ``hidden @ weight.T`` computed chunk by
+  chunk, the (N, V) logits never held (per-chunk kernels in :mod:`~gemsft.losses.chunk_kernels`;
+  CE optionally with constant per-token weights; TS² and ASFT have no fused form);
 * :mod:`~gemsft.losses.listing1`: the paper's Listing 1, the reference tests compare with;
 * :mod:`~gemsft.losses.registry`: loss kind -> functions (:data:`LOSSES`), and :func:`bind_loss`,
   which the trainer calls once to get its objective's loss with settings and beta bound.
@@ -20,7 +21,13 @@ logits takes them as a third argument and is registered with ``reference=True`` 
 trainer then keeps a frozen copy of the model it starts from and passes its logits.
 """
 
-from gemsft.losses.fused import TokenStats, fused_linear_ce_loss, fused_linear_gem_loss
+from gemsft.losses.fused import (
+    TokenStats,
+    fused_linear_ce_loss,
+    fused_linear_dft_loss,
+    fused_linear_eaft_loss,
+    fused_linear_gem_loss,
+)
 from gemsft.losses.listing1 import gem_listing1_loss
 from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss, shift_for_causal_lm, token_entropy
 from gemsft.losses.newer import asft_loss, dft_loss, eaft_loss, ts2_loss
@@ -38,6 +45,8 @@ __all__ = [
     "dft_loss",
     "eaft_loss",
     "fused_linear_ce_loss",
+    "fused_linear_dft_loss",
+    "fused_linear_eaft_loss",
     "fused_linear_gem_loss",
     "gem_listing1_loss",
     "gem_loss",

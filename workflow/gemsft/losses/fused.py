@@ -11,6 +11,11 @@ Only the two gradients are kept for the backward pass, which scales them by grad
 tensor exists at any time. What a loss does to one chunk is its kernel
 (:mod:`gemsft.losses.chunk_kernels`); optionally the CE and entropy for logging come from the same
 chunks (:class:`TokenStats`). ``benchmarks/loss_bench.py`` times them against torch's cross-entropy.
+
+Per-token weights: :func:`fused_linear_ce_loss` takes optional constant ``token_weights`` (the mean
+of ``w_t * CE_t``); DFT and EAFT (:mod:`gemsft.losses.newer`) are such a weighted CE whose weight
+(``sg(f_y)``; ``sg((H_20 / 3)^alpha)``) each chunk computes from its own rows of logits
+(:func:`fused_linear_dft_loss`, :func:`fused_linear_eaft_loss`).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from gemsft.losses.chunk_kernels import CeChunk, GemChunk
+from gemsft.losses.chunk_kernels import CeChunk, DftChunk, EaftChunk, GemChunk, WeightedCeChunk
 from gemsft.losses.logits import compute_dtype
-from gemsft.objectives import DEFAULT_BETA, check_beta, check_h
+from gemsft.losses.newer import EAFT_ENTROPY_NORM, EAFT_TOP_K, check_eaft_settings
+from gemsft.objectives import DEFAULT_BETA, EAFT_ALPHA, check_beta, check_h
 
 # Default chunk: a quarter of the tokens (the two (rows, V) float32 buffers then hold half as much as
 # the logits would), but no fewer rows than fit _FUSED_MIN_CHUNK_BYTES (below that, chunking only
@@ -77,6 +83,18 @@ def _check_fused_inputs(hidden, weight, labels, chunk_size) -> None:
         raise ValueError(f"chunk_size must be None or an integer >= 1; got {chunk_size!r}")
 
 
+def _check_token_weights(token_weights, labels) -> None:
+    if not isinstance(token_weights, torch.Tensor) or not token_weights.is_floating_point():
+        kind = token_weights.dtype if isinstance(token_weights, torch.Tensor) else type(token_weights).__name__
+        raise ValueError(f"token_weights must be a floating-point tensor; got {kind}")
+    if tuple(token_weights.shape) != tuple(labels.shape):
+        raise ValueError(
+            f"token_weights must have the labels' shape {tuple(labels.shape)}; got {tuple(token_weights.shape)}"
+        )
+    if token_weights.device != labels.device:
+        raise ValueError(f"token_weights must be on the labels' device {labels.device}; got {token_weights.device}")
+
+
 def _matmul_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     """The dtype ``hidden @ weight.T`` would be computed in (autocast's, if active)."""
     device_type = hidden.device.type
@@ -121,8 +139,11 @@ def _minus_ones(yi: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 
-def _fused_pass(hidden, weight, mask, y, kernel, chunk_rows, need_gh, need_gw, want_stats):
+def _fused_pass(hidden, weight, mask, y, kernel, chunk_rows, need_gh, need_gw, want_stats, token_weights=None):
     """Loss sum / n (and stats, gradients) over the selected rows, chunk by chunk.
+
+    ``token_weights``: None, or the selected rows' constant weights (n, 1) in the compute dtype,
+    handed to the kernel block by block (a weighted kernel's ``wi``).
 
     ``hidden`` (..., H) and ``weight`` (V, H) share the matmul dtype. Returns
     ``(loss, ce, entropy, grad_hidden, grad_weight)``; the gradients are those of
@@ -179,7 +200,10 @@ def _fused_pass(hidden, weight, mask, y, kernel, chunk_rows, need_gh, need_gw, w
         for b0 in range(0, m, block):
             b1 = min(b0 + block, m)
             yi = yi_all[start + b0 : start + b1]
-            part = kernel(z[b0:b1], yi, None if a is None else a[b0:b1], scratch.rows(b1 - b0), want_stats)
+            args = (z[b0:b1], yi, None if a is None else a[b0:b1], scratch.rows(b1 - b0), want_stats)
+            if token_weights is not None:
+                args += (token_weights[start + b0 : start + b1],)
+            part = kernel(*args)
             part_loss, g, g_sum, part_ce, part_ent = part
             loss += part_loss
             if want_stats:
@@ -229,10 +253,10 @@ class _FusedLinearLossFunction(torch.autograd.Function):
     """Mean loss of ``hidden @ weight.T``; both gradients are computed in forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, mask, y, kernel, chunk_rows, stats_out):
+    def forward(ctx, hidden, weight, mask, y, kernel, chunk_rows, stats_out, token_weights):
         need_gh, need_gw = ctx.needs_input_grad[:2]
         loss, ce, entropy, gh, gw = _fused_pass(
-            hidden, weight, mask, y, kernel, chunk_rows, need_gh, need_gw, stats_out is not None
+            hidden, weight, mask, y, kernel, chunk_rows, need_gh, need_gw, stats_out is not None, token_weights
         )
         if stats_out is not None:
             stats_out.extend((ce, entropy))
@@ -253,11 +277,13 @@ class _FusedLinearLossFunction(torch.autograd.Function):
             for g in (gh, gw):
                 if g is not None:
                     g.mul_(grad_out.to(g.dtype))
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None  # no gradient for the token weights
 
 
-def _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats):
+def _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats, token_weights=None):
     _check_fused_inputs(hidden, weight, labels, chunk_size)
+    if token_weights is not None:
+        _check_token_weights(token_weights, labels)
     mm_dtype = _matmul_dtype(hidden, weight)
     cdtype = compute_dtype(mm_dtype)
     mask = labels != ignore_index
@@ -273,13 +299,15 @@ def _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size,
         return loss, TokenStats(ce=zero, entropy=zero.clone())
     rows = _chunk_rows(y.numel(), weight.shape[0], hidden.device, chunk_size)
     stats_out = [] if return_stats else None
+    # Constants: detached, the selected rows only (a copy), (n, 1) in the compute dtype.
+    tw = None if token_weights is None else token_weights.detach()[mask].to(cdtype).unsqueeze(1)
     with torch.autocast(hidden.device.type, enabled=False):
         h, w = hidden.to(mm_dtype), weight.to(mm_dtype)  # no-ops unless autocast is on
         if torch.is_grad_enabled() and (h.requires_grad or w.requires_grad):
-            loss = _FusedLinearLossFunction.apply(h, w, mask, y, kernel, rows, stats_out)
+            loss = _FusedLinearLossFunction.apply(h, w, mask, y, kernel, rows, stats_out, tw)
         else:
             loss, ce, entropy, _, _ = _fused_pass(
-                h, w, mask, y, kernel, rows, False, False, return_stats
+                h, w, mask, y, kernel, rows, False, False, return_stats, tw
             )
             if return_stats:
                 stats_out = [ce, entropy]
@@ -330,6 +358,49 @@ def fused_linear_ce_loss(
     ignore_index: int = -100,
     chunk_size: int | None = None,
     return_stats: bool = False,
+    token_weights: torch.Tensor | None = None,
 ):
-    """:func:`~gemsft.losses.logits.ce_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`."""
-    return _fused_linear_loss(CeChunk(), hidden, weight, labels, ignore_index, chunk_size, return_stats)
+    """:func:`~gemsft.losses.logits.ce_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`.
+
+    With ``token_weights`` (a floating-point tensor of the labels' shape) the loss is the mean over the
+    unmasked tokens of ``w_t * CE_t`` (divided by the number of unmasked tokens, not by the weights'
+    sum); the weights are constants: detached, never given a gradient, read on the unmasked tokens
+    only. The statistics (``return_stats``) stay the unweighted CE and entropy.
+    """
+    kernel = CeChunk() if token_weights is None else WeightedCeChunk()
+    return _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats, token_weights)
+
+
+def fused_linear_dft_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    return_stats: bool = False,
+):
+    """:func:`~gemsft.losses.newer.dft_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`:
+    a CE weighted per token by ``sg(f_y)``, which each chunk computes from its own rows of logits."""
+    return _fused_linear_loss(DftChunk(), hidden, weight, labels, ignore_index, chunk_size, return_stats)
+
+
+def fused_linear_eaft_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float = EAFT_ALPHA,
+    top_k: int = EAFT_TOP_K,
+    entropy_norm: float = EAFT_ENTROPY_NORM,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    return_stats: bool = False,
+):
+    """:func:`~gemsft.losses.newer.eaft_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`:
+    a CE weighted per token by ``sg((H_k / entropy_norm) ** alpha)``, ``H_k`` the entropy of the softmax
+    of the row's ``min(top_k, V)`` largest logits, which each chunk computes from its own rows (a
+    (rows, k) top-k per block)."""
+    alpha, top_k, entropy_norm = check_eaft_settings(alpha, top_k, entropy_norm, "fused_linear_eaft_loss")
+    kernel = EaftChunk(alpha, top_k, entropy_norm)
+    return _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats)

@@ -16,8 +16,11 @@ when nothing is unmasked). Per token with logits ``z``, target ``y``, ``f = soft
   ``EnhancedTrainer.compute_loss``, mode ``asft``): DFT plus ``alpha * KL(q || f)`` over the full
   vocabulary, ``q = softmax(reference logits)`` of the frozen base model, without gradient.
 
-None of them has a fused form yet (:data:`gemsft.losses.LOSSES` says so; the trainer computes them on
-the logits).
+DFT and EAFT are a cross-entropy with a constant per-token weight (``sg(f_y)``; ``sg((H_20 / 3)^alpha)``),
+which depends on the token's own row of logits only: their fused forms
+(:func:`gemsft.losses.fused.fused_linear_dft_loss`, :func:`~gemsft.losses.fused.fused_linear_eaft_loss`)
+compute it chunk by chunk with the helpers below (:func:`dft_weight`, :func:`eaft_weight`). TS² and ASFT
+have none (:data:`gemsft.losses.LOSSES` says why); the trainer computes them on the logits.
 """
 
 from __future__ import annotations
@@ -67,7 +70,12 @@ def dft_loss(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = 
     if y is None:
         return _empty_loss(logits)
     _, log_f_y = _target_log_prob(z, y)
-    return -(log_f_y.detach().exp() * log_f_y).mean()
+    return -(dft_weight(log_f_y) * log_f_y).mean()
+
+
+def dft_weight(log_f_y: torch.Tensor) -> torch.Tensor:
+    """DFT's constant per-token weight ``sg(f_y)`` from the target log-probabilities (detached)."""
+    return log_f_y.detach().exp()
 
 
 # --------------------------------------------------------------------------- TS²
@@ -125,21 +133,35 @@ def eaft_loss(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = EAFT
     ``k = min(top_k, V)`` largest logits (official: k = 20, always, and norm 3.0; the official code
     fails for a vocabulary under 20).
     """
-    alpha = check_alpha(alpha, "eaft_loss alpha")
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise ValueError(f"eaft_loss top_k must be an integer >= 1; got {top_k!r}")
-    if check_alpha(entropy_norm, "eaft_loss entropy_norm") == 0.0:
-        raise ValueError(f"eaft_loss entropy_norm must be a finite number > 0; got {entropy_norm!r}")
+    alpha, top_k, entropy_norm = check_eaft_settings(alpha, top_k, entropy_norm)
     z, y = _rows(logits, labels, ignore_index)
     if y is None:
         return _empty_loss(logits)
-    with torch.no_grad():
-        top = z.topk(min(int(top_k), z.shape[-1]), dim=-1).values
-        log_top = F.log_softmax(top, dim=-1)
-        entropy = -(log_top.exp() * log_top).sum(-1)
-        weight = (entropy / float(entropy_norm)).pow(alpha)
+    weight = eaft_weight(z, alpha, top_k, entropy_norm)
     _, log_f_y = _target_log_prob(z, y)
     return -(weight * log_f_y).mean()
+
+
+def check_eaft_settings(alpha, top_k, entropy_norm, name: str = "eaft_loss") -> tuple[float, int, float]:
+    """EAFT's settings checked (one-line ValueErrors naming ``name``): ``(alpha, top_k, entropy_norm)``."""
+    alpha = check_alpha(alpha, f"{name} alpha")
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"{name} top_k must be an integer >= 1; got {top_k!r}")
+    if check_alpha(entropy_norm, f"{name} entropy_norm") == 0.0:
+        raise ValueError(f"{name} entropy_norm must be a finite number > 0; got {entropy_norm!r}")
+    return alpha, int(top_k), float(entropy_norm)
+
+
+@torch.no_grad()
+def eaft_weight(z: torch.Tensor, alpha: float, top_k: int = EAFT_TOP_K,
+                entropy_norm: float = EAFT_ENTROPY_NORM) -> torch.Tensor:
+    """EAFT's constant per-token weight ``(H_k / entropy_norm) ** alpha`` of each row of ``z`` (..., V),
+    ``H_k`` the entropy of the softmax of its ``k = min(top_k, V)`` largest logits; shape ``z.shape[:-1]``,
+    without gradient. Row-local: a chunk of rows gives the rows' weights."""
+    top = z.topk(min(int(top_k), z.shape[-1]), dim=-1).values
+    log_top = F.log_softmax(top, dim=-1)
+    entropy = -(log_top.exp() * log_top).sum(-1)
+    return (entropy / float(entropy_norm)).pow(alpha)
 
 
 # --------------------------------------------------------------------------- ASFT

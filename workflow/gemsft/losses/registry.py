@@ -12,7 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from gemsft.losses.fused import fused_linear_ce_loss, fused_linear_gem_loss
+from gemsft.losses.fused import (
+    fused_linear_ce_loss,
+    fused_linear_dft_loss,
+    fused_linear_eaft_loss,
+    fused_linear_gem_loss,
+)
 from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss
 from gemsft.losses.newer import asft_loss, dft_loss, eaft_loss, ts2_loss
 from gemsft.objectives import DEFAULT_BETA, Objective, check_beta
@@ -47,10 +52,16 @@ LOSSES: dict[str, LossKind] = {
     "ce": LossKind(logits=ce_loss, fused=fused_linear_ce_loss),
     "ce_entropy": LossKind(logits=ce_entropy_loss, settings={"gamma": "entropy_gamma"}),
     "gem": LossKind(logits=gem_loss, fused=fused_linear_gem_loss, settings={"h": "h"}, uses_beta=True),
-    # The newer objectives (gemsft.losses.newer): on logits only, no fused form yet.
-    "dft": LossKind(logits=dft_loss),
+    # The newer objectives (gemsft.losses.newer). DFT and EAFT are a CE with a constant per-token
+    # weight that depends on the token's own row of logits only, so their fused forms compute it
+    # chunk by chunk. TS² has none: its sparsemax threshold needs a full sort of each row's logits
+    # (per chunk, rows x V sorted values and int64 indices on top of the logits) and its gradient is
+    # not a weighted CE's; row-local, so a chunk kernel is possible, but none is written. ASFT has
+    # none: it needs the reference model's distribution over the full vocabulary for every token,
+    # i.e. the reference's own (N, V) logits (reference=True).
+    "dft": LossKind(logits=dft_loss, fused=fused_linear_dft_loss),
     "ts2": LossKind(logits=ts2_loss, settings={"alpha": "ts2_alpha"}),
-    "eaft": LossKind(logits=eaft_loss, settings={"alpha": "eaft_alpha"}),
+    "eaft": LossKind(logits=eaft_loss, fused=fused_linear_eaft_loss, settings={"alpha": "eaft_alpha"}),
     "asft": LossKind(logits=asft_loss, settings={"alpha": "asft_alpha"}, reference=True),
 }
 

@@ -1,12 +1,14 @@
 """`train.fused_loss`: whether a run computes its loss fused (:mod:`gemsft.losses.fused`) or on logits.
 
 ``true`` and ``false`` are taken as set, except that a loss kind without a fused form (``ce_entropy``,
-``dft``, ``ts2``, ``eaft``, ``asft``) runs on logits whatever the setting, the reason recorded.
+``ts2``, ``asft``) runs on logits whatever the setting, the reason recorded.
 ``auto`` (the default) fuses a loss kind on a device type only where a benchmark measured the fused
 loss not slower there than the same loss on materialised logits (at least :data:`NOT_SLOWER` of its
 speed: the margin of run-to-run noise). :data:`MEASURED` holds those measurements with the result
 files they come from (``tests/test_fused_training.py`` checks each against its file); a pair not
-measured runs on logits. The fused loss always holds less memory (no tokens x vocabulary logits):
+measured runs on logits, with that reason: so far ``dft`` and ``eaft`` (fused forms new, not yet
+measured: ``benchmarks/loss_bench.py``'s ``fused_dft`` and ``fused_eaft``) run fused only with
+``true``. The fused loss always holds less memory (no tokens x vocabulary logits):
 where the logits do not fit, set ``true``.
 """
 
@@ -57,7 +59,7 @@ def choose_fused_loss(setting, device_type: str, loss_kind: str, has_fused: bool
     setting = "auto" if setting is None else setting
     if not (isinstance(setting, bool) or setting == "auto"):
         raise ValueError(f"train.fused_loss must be true, false or auto; got {setting!r}")
-    if not has_fused:  # ce_entropy and the newer objectives (dft, ts2, eaft, asft): true and auto alike
+    if not has_fused:  # ce_entropy, ts2 and asft: true and auto alike
         return FusedChoice(False, setting, f"on logits: loss {loss_kind!r} has no fused form")
     if isinstance(setting, bool):
         return FusedChoice(setting, setting, "set in the config")

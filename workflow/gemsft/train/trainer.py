@@ -14,7 +14,7 @@ loss, its gradients and the logged CE and entropy come from the kind's fused fun
 the precision the head would have had (under mixed precision, the accelerator's autocast). Models
 whose head is not a plain bias-free ``nn.Linear`` applied as is (logit scaling or soft-capping, a
 PEFT-wrapped head, weights sharded by ZeRO-3 or FSDP) and kinds without a fused function
-(``ce_entropy``, ``dft``, ``ts2``, ``eaft``, ``asft``) fall back to the unfused path. The choice and its
+(``ce_entropy``, ``ts2``, ``asft``) fall back to the unfused path. The choice and its
 reason go into the run's metrics.
 
 A kind that anchors the model to where it started (``asft``: registered with ``reference=True``) gets
