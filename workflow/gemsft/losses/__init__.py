@@ -24,10 +24,9 @@ trainer then keeps a frozen copy of the model it starts from and passes its logi
 from gemsft.losses.fused import (
     TokenStats,
     fused_linear_ce_loss,
-    fused_linear_dft_loss,
-    fused_linear_eaft_loss,
     fused_linear_gem_loss,
 )
+from gemsft.losses.fused_weighted import fused_linear_dft_loss, fused_linear_eaft_loss
 from gemsft.losses.listing1 import gem_listing1_loss
 from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss, shift_for_causal_lm, token_entropy
 from gemsft.losses.newer import asft_loss, dft_loss, eaft_loss, ts2_loss

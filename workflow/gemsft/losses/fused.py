@@ -13,9 +13,8 @@ tensor exists at any time. What a loss does to one chunk is its kernel
 chunks (:class:`TokenStats`). ``benchmarks/loss_bench.py`` times them against torch's cross-entropy.
 
 Per-token weights: :func:`fused_linear_ce_loss` takes optional constant ``token_weights`` (the mean
-of ``w_t * CE_t``); DFT and EAFT (:mod:`gemsft.losses.newer`) are such a weighted CE whose weight
-(``sg(f_y)``; ``sg((H_20 / 3)^alpha)``) each chunk computes from its own rows of logits
-(:func:`fused_linear_dft_loss`, :func:`fused_linear_eaft_loss`).
+of ``w_t * CE_t``); DFT and EAFT are such a weighted CE whose weight each chunk computes from its
+own rows of logits (:mod:`gemsft.losses.fused_weighted`).
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from gemsft.losses.chunk_kernels import CeChunk, DftChunk, EaftChunk, GemChunk, WeightedCeChunk
+from gemsft.losses.chunk_kernels import CeChunk, GemChunk, WeightedCeChunk
 from gemsft.losses.logits import compute_dtype
-from gemsft.losses.newer import EAFT_ENTROPY_NORM, EAFT_TOP_K, check_eaft_settings
-from gemsft.objectives import DEFAULT_BETA, EAFT_ALPHA, check_beta, check_h
+from gemsft.objectives import DEFAULT_BETA, check_beta, check_h
 
 # Default chunk: a quarter of the tokens (the two (rows, V) float32 buffers then hold half as much as
 # the logits would), but no fewer rows than fit _FUSED_MIN_CHUNK_BYTES (below that, chunking only
@@ -369,38 +367,3 @@ def fused_linear_ce_loss(
     """
     kernel = CeChunk() if token_weights is None else WeightedCeChunk()
     return _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats, token_weights)
-
-
-def fused_linear_dft_loss(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    ignore_index: int = -100,
-    chunk_size: int | None = None,
-    return_stats: bool = False,
-):
-    """:func:`~gemsft.losses.newer.dft_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`:
-    a CE weighted per token by ``sg(f_y)``, which each chunk computes from its own rows of logits."""
-    return _fused_linear_loss(DftChunk(), hidden, weight, labels, ignore_index, chunk_size, return_stats)
-
-
-def fused_linear_eaft_loss(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    alpha: float = EAFT_ALPHA,
-    top_k: int = EAFT_TOP_K,
-    entropy_norm: float = EAFT_ENTROPY_NORM,
-    ignore_index: int = -100,
-    chunk_size: int | None = None,
-    return_stats: bool = False,
-):
-    """:func:`~gemsft.losses.newer.eaft_loss` of ``hidden @ weight.T``, chunked like :func:`fused_linear_gem_loss`:
-    a CE weighted per token by ``sg((H_k / entropy_norm) ** alpha)``, ``H_k`` the entropy of the softmax
-    of the row's ``min(top_k, V)`` largest logits, which each chunk computes from its own rows (a
-    (rows, k) top-k per block)."""
-    alpha, top_k, entropy_norm = check_eaft_settings(alpha, top_k, entropy_norm, "fused_linear_eaft_loss")
-    kernel = EaftChunk(alpha, top_k, entropy_norm)
-    return _fused_linear_loss(kernel, hidden, weight, labels, ignore_index, chunk_size, return_stats)

@@ -18,7 +18,7 @@ when nothing is unmasked). Per token with logits ``z``, target ``y``, ``f = soft
 
 DFT and EAFT are a cross-entropy with a constant per-token weight (``sg(f_y)``; ``sg((H_20 / 3)^alpha)``),
 which depends on the token's own row of logits only: their fused forms
-(:func:`gemsft.losses.fused.fused_linear_dft_loss`, :func:`~gemsft.losses.fused.fused_linear_eaft_loss`)
+(:func:`gemsft.losses.fused_weighted.fused_linear_dft_loss`, :func:`~gemsft.losses.fused_weighted.fused_linear_eaft_loss`)
 compute it chunk by chunk with the helpers below (:func:`dft_weight`, :func:`eaft_weight`). TS² and ASFT
 have none (:data:`gemsft.losses.LOSSES` says why); the trainer computes them on the logits.
 """

@@ -14,10 +14,9 @@ from functools import partial
 
 from gemsft.losses.fused import (
     fused_linear_ce_loss,
-    fused_linear_dft_loss,
-    fused_linear_eaft_loss,
     fused_linear_gem_loss,
 )
+from gemsft.losses.fused_weighted import fused_linear_dft_loss, fused_linear_eaft_loss
 from gemsft.losses.logits import ce_entropy_loss, ce_loss, gem_loss
 from gemsft.losses.newer import asft_loss, dft_loss, eaft_loss, ts2_loss
 from gemsft.objectives import DEFAULT_BETA, Objective, check_beta
