@@ -3,7 +3,8 @@ from gemsft.config import NO_BETA, base_run, sft_runs, validate_config
 from gemsft.sample.plan import task_settings
 from gemsft.data.world import FILES as DATA_FILES
 # Names and captions only: the table and figure modules (pandas, matplotlib, torch) load in their jobs.
-from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES, TABLE_CAPTIONS, TABLE_NAMES
+from gemsft.report.registry import (COMPARISON_FIGURE_CAPTIONS, COMPARISON_FIGURE_NAMES, FIGURE_CAPTIONS,
+                                    FIGURE_NAMES, TABLE_CAPTIONS, TABLE_NAMES)
 from gemsft.report.categories import CONFIGURATION, figure_category, table_category
 
 
@@ -18,7 +19,7 @@ RUN_DIR = "{model}/{objective}/beta-{beta}/seed-{seed}"
 
 wildcard_constraints:
     model=r"[A-Za-z0-9._-]+",
-    objective=r"[a-z_]+",
+    objective=r"[a-z][a-z0-9_]*",  # ts2 has a digit
     beta=rf"[0-9.]+|{NO_BETA}",
     seed=r"\d+",
     task=r"[a-z_]+",
@@ -193,6 +194,16 @@ PAPER_NUMBERS = f"{REPORT_DIR}/paper_numbers.csv"
 DRAWN_FIGURES = [name for name in FIGURE_NAMES if name != "fig12_model_gains"]
 if DATA_SOURCE != "world":  # Figure 11 shows the world's true next-token distribution beside the models'
     DRAWN_FIGURES.remove("fig11_next_token")
+# The objectives comparison (config/objectives.yaml): every objective paired against CE, and its two
+# figures; off by default, so the default DAG plans none of it.
+OBJECTIVES_COMPARISON = bool(REPORT.get("comparison", False))
+COMPARISON_CSV = "results/comparison.csv"
+if OBJECTIVES_COMPARISON:
+    DRAWN_FIGURES += list(COMPARISON_FIGURE_NAMES)
+ALL_FIGURE_NAMES = (*FIGURE_NAMES, *COMPARISON_FIGURE_NAMES)  # the figure rule draws any of them on request
+ALL_FIGURE_CAPTIONS = {**FIGURE_CAPTIONS, **COMPARISON_FIGURE_CAPTIONS}
+# The report modules the comparison is computed with, so editing one (its margin) re-runs it.
+COMPARISON_MODULES = [f"{REPORT_DIR}/{name}.py" for name in ("comparison", "verdicts", "paired", "claims", "bounds")]
 # The report modules a table is built from (registry.py is not one: its captions are a param), so
 # editing any of them re-runs the tables and nothing upstream.
 TABLE_MODULES = [f"{REPORT_DIR}/{name}.py" for name in
@@ -239,10 +250,22 @@ def figure_inputs(wildcards):
         inputs["reader"] = f"{REPORT_DIR}/summary_reader.py"
     if wildcards.figure == "fig11_next_token":
         inputs["model_stats"] = next_token_stages()
+    if wildcards.figure in COMPARISON_FIGURE_NAMES:  # the comparison's tasks; the shared colours of ten objectives
+        inputs["comparison"] = f"{REPORT_DIR}/comparison.py"
+        inputs["palette"] = f"{figures}/objectives_frontier.py"
     return inputs
 
 
+def figure_options(wildcards):
+    """The report options a figure reads; the comparison's figures also the data source, which picks
+    the claims' tasks (the oracle's win rate in the world, the reward model's with real data)."""
+    options = {key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")}
+    if wildcards.figure in COMPARISON_FIGURE_NAMES:
+        options["source"] = DATA_SOURCE
+    return options
+
+
 def report_outputs():
-    return ["results/summary.csv", CLAIMS_CSV,
+    return ["results/summary.csv", CLAIMS_CSV, *([COMPARISON_CSV] if OBJECTIVES_COMPARISON else []),
             *[f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("csv", "md", "tex")],
             *[f"figures/{name}.{ext}" for name in DRAWN_FIGURES for ext in ("png", *REPORT["extra_formats"])]]

@@ -64,6 +64,31 @@ rule claims:
         "../workflow/scripts/claims.py"
 
 
+# Every objective against CE (config/objectives.yaml, report.comparison: true): the paired difference on
+# quality, diversity, pass@k, math and forgetting, and the verdict on "X is more diverse than CE at no
+# quality cost" (gemsft.report.comparison; its margin is the module's, not a setting).
+rule comparison:
+    input:
+        stages=stage_outputs(),
+        modules=COMPARISON_MODULES,
+    output:
+        COMPARISON_CSV,
+    params:
+        source=config["data"]["source"],
+        knowledge_tasks=REPORT["knowledge_tasks"],
+        resamples=REPORT["bootstrap_resamples"],
+        level=REPORT["confidence_level"],
+        seed=REPORT["bootstrap_seed"],
+    log:
+        "results/logs/report/comparison.log",
+    benchmark:
+        "results/benchmarks/comparison.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/comparison.py"
+
+
 rule table:
     input:
         unpack(table_inputs),
@@ -102,11 +127,11 @@ rule figure:
         data="figures/{figure}.csv",
         provenance="figures/{figure}.provenance.json",
     wildcard_constraints:
-        figure="|".join(FIGURE_NAMES),
+        figure="|".join(ALL_FIGURE_NAMES),
     params:
-        caption=lambda wildcards: FIGURE_CAPTIONS[wildcards.figure],
+        caption=lambda wildcards: ALL_FIGURE_CAPTIONS[wildcards.figure],
         dpi=REPORT["dpi"],
-        options={key: REPORT[key] for key in ("diversity_metric", "next_token_objectives", "knowledge_tasks")},
+        options=figure_options,
     log:
         "results/logs/report/{figure}.log",
     benchmark:

@@ -385,13 +385,15 @@ def test_every_figure_plots_every_runs_numbers(default_run):
 
     from gemsft.report.claims import CLAIM_IDS, load_claims
     from gemsft.report.figures import FIGURES
+    from gemsft.report.registry import COMPARISON_FIGURE_NAMES
     from gemsft.report.figures.plotted import read_plotted
     from gemsft.report.labels import objective_label
 
     config = yaml.safe_load((default_run / "config/config.yaml").read_text())
     summary = read_summary(default_run)
     drawn = {path.stem for path in (default_run / "figures").glob("*.png")}
-    assert drawn == set(FIGURES) - {"fig12_model_gains"}  # one model: no scalability figure
+    # one model: no scalability figure; the objectives comparison's figures only with report.comparison
+    assert drawn == set(FIGURES) - {"fig12_model_gains", *COMPARISON_FIGURE_NAMES}
     for name in sorted(drawn):
         data = read_plotted(default_run / f"figures/{name}.csv")
         assert files.read_json(default_run / f"figures/{name}.provenance.json")["rule"] == "figure"

@@ -132,3 +132,29 @@ FIGURE_CAPTIONS = {
     ),
 }
 FIGURE_NAMES = tuple(FIGURE_CAPTIONS)
+
+#: the objectives comparison's figures (config/objectives.yaml, report.comparison: true;
+#: gemsft.report.comparison): drawn only when the comparison is on, so not among FIGURE_NAMES, which the
+#: default DAG draws all of (but Figure 12)
+COMPARISON_FIGURE_CAPTIONS = {
+    "objectives_frontier": (
+        "The quality-diversity frontier of the training objectives: one point per fine-tuned run "
+        "(objective and beta, averaged over seeds), CE outlined in black with dashed lines through its "
+        "values. y is the best-of-32 win rate (%) on chat, under the world's oracle reward (the answers' "
+        "true quality; metric oracle_win_rate) in the embedded world and under the reward model (win_rate) "
+        "with real data, as the claims judge quality; x is the diversity of the same chat samples: left "
+        "Sentence-BERT diversity (100 x (1 - mean pairwise cosine similarity)), right the Vendi score (the "
+        "effective number of distinct responses among the samples of a prompt). Error bars in both "
+        "directions are the summary's 95% bootstrap intervals over prompts and seeds; the paired verdicts "
+        "against CE are in results/comparison.csv."
+    ),
+    "objectives_pass_at_k": (
+        "pass@k (%, unbiased estimator 1 - C(n-c,k)/C(n,k)) against the number of samples k (log axis) for "
+        "every training objective, one line per run (objective and beta, averaged over seeds), CE drawn "
+        "thicker in black outline, on the code task the claims judge pass@k on (the world's code family; "
+        "HumanEval with real data), from the code evaluation stage. Shaded bands are 95% bootstrap "
+        "intervals over problems and seeds; the paired differences against CE at k = 1, 10 and 100 are in "
+        "results/comparison.csv."
+    ),
+}
+COMPARISON_FIGURE_NAMES = tuple(COMPARISON_FIGURE_CAPTIONS)

@@ -42,13 +42,16 @@ __all__ = [
     "select_model",
 ]
 
-from gemsft.report.registry import FIGURE_CAPTIONS, FIGURE_NAMES  # noqa: E402
+from gemsft.report.registry import (COMPARISON_FIGURE_CAPTIONS, COMPARISON_FIGURE_NAMES, FIGURE_CAPTIONS,  # noqa: E402
+                                    FIGURE_NAMES)
 from gemsft.report.summary import SUMMARY_COLUMNS  # noqa: E402
 from gemsft.report.summary_reader import load_summary, normalise  # noqa: E402
 
 #: figure name -> module in this package. The name is the module's name, so a workflow rule can
-#: depend on ``workflow/gemsft/report/figures/{name}.py`` and write ``figures/{name}.png``.
-FIGURES: dict[str, str] = {name: name for name in FIGURE_NAMES}
+#: depend on ``workflow/gemsft/report/figures/{name}.py`` and write ``figures/{name}.png``. The paper's
+#: figures, then the objectives comparison's (drawn only when report.comparison is on).
+FIGURES: dict[str, str] = {name: name for name in (*FIGURE_NAMES, *COMPARISON_FIGURE_NAMES)}
+_CAPTIONS = {**FIGURE_CAPTIONS, **COMPARISON_FIGURE_CAPTIONS}
 #: short names accepted by draw_figure/caption as well
 ALIASES = {name.split("_")[0]: name for name in FIGURES if name.startswith("fig")}
 
@@ -128,7 +131,7 @@ def draw_figure(name: str, data: FigureData, options: dict | None = None):
 
 def caption(name: str) -> str:
     """The figure's caption: what is plotted and from which stage."""
-    return FIGURE_CAPTIONS[_name(name)]
+    return _CAPTIONS[_name(name)]
 
 
 figure_caption = caption
