@@ -236,9 +236,10 @@ def main() -> None:
     n_words = np.array([len(r.split()) for rs in prompts for r in rs])
     n_tok = np.array([len(tokenize_13a(r)) for r in prompts[0]])
     paper_texts = [[instr + "\n" + r for r in rs] for instr, rs in zip(instructions, prompts)]
+    where = os.path.relpath(root, Path(__file__).resolve().parents[1])  # no machine's own path in the result
     say(f"metrics_bench: {n} prompts x {RESPONSES} responses, words per response mean {n_words.mean():.0f} "
         f"(min {n_words.min()}, max {n_words.max()}), ~{n_tok.mean():.0f} 13a tokens; built in {build_s:.1f} s "
-        f"from the AlpacaEval GPT-4-Turbo outputs in {root} (seed {args.seed})")
+        f"from the AlpacaEval GPT-4-Turbo outputs in {where} (seed {args.seed})")
     say(f"{commit_stamp()}; machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"load average at start {load0:.2f}")
     say()

