@@ -46,7 +46,7 @@ def as_committed(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def script_results(tmp_path_factory) -> Path:
     """sandbox_bench.py, import_cost.py and metrics_bench.py at tiny sizes, beside the committed
-    dag_time and env_time results."""
+    results of the slow ones (dag_time, env_time, regenerate_figures, self_bleu_equality)."""
     out = tmp_path_factory.mktemp("results")
     run_script("sandbox_bench.py", "--mirror", str(MIRROR), "--programs", "24", "--repeats", "3",
                "--no-unprivileged", "--out", str(out / page.SANDBOX), cwd=out)
@@ -56,7 +56,7 @@ def script_results(tmp_path_factory) -> Path:
                cwd=out)
     for name in (page.SANDBOX, page.IMPORT_COST, page.METRICS):
         as_committed(out / name)
-    for name in (page.DAG_TIME, page.ENV_TIME):
+    for name in (page.DAG_TIME, page.ENV_TIME, page.REGENERATE, page.EQUALITY):
         shutil.copyfile(RESULTS / name, out / name)
     return out
 
