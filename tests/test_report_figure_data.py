@@ -84,6 +84,25 @@ def drawn_numbers(fig) -> np.ndarray:
     return numbers[np.isfinite(numbers)]
 
 
+def drawn_interval_ends(fig) -> np.ndarray:
+    """The ends of every interval the axes show: error bars (the y ends of a vertical bar, the x ends
+    of a horizontal one) and the y of CI bands' outlines."""
+    found = []
+    for ax in data_axes(fig):
+        for collection in ax.collections:
+            if isinstance(collection, LineCollection):
+                for seg in collection.get_segments():
+                    seg = np.asarray(seg, dtype=float)
+                    if len(seg) == 2 and seg[0, 0] == seg[1, 0]:
+                        found.append(seg[:, 1])
+                    elif len(seg) == 2 and seg[0, 1] == seg[1, 1]:
+                        found.append(seg[:, 0])
+            elif isinstance(collection, PolyCollection):
+                found += [path.vertices[:, 1] for path in collection.get_paths()]
+    numbers = np.concatenate(found) if found else np.array([])
+    return numbers[np.isfinite(numbers)]
+
+
 def labelled_series(fig) -> list[tuple[str, np.ndarray]]:
     """What a reader sees as data: the values of every labelled data line (not axhline-style
     reference lines), bar group and point group."""
@@ -121,6 +140,10 @@ def test_every_figure_records_what_its_axes_show(name):
     recorded = table["value"].to_numpy(dtype=float)
     for label, values in labelled_series(fig):
         assert not contained(values, recorded), (label, contained(values, recorded)[:5])
+    # ...and every interval the axes show is in it.
+    ends = table[["ci_low", "ci_high", "x_low", "x_high", "value"]].to_numpy(dtype=float).ravel()
+    ends = ends[np.isfinite(ends)]
+    assert not contained(drawn_interval_ends(fig), ends), contained(drawn_interval_ends(fig), ends)[:5]
     # Intervals, where drawn, hold their value.
     ranged = table.dropna(subset=["ci_low", "ci_high"])
     assert (ranged.ci_low <= ranged.value + 1e-9).all() and (ranged.value <= ranged.ci_high + 1e-9).all()

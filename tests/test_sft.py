@@ -141,8 +141,17 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(base_dir, tmp_path,
     checkpoint and ends with the same weights as an uninterrupted run."""
     data = tmp_path / "sft.jsonl"
     files.write_jsonl(data, sft_rows())
+    compute_loss, trained = ObjectiveTrainer.compute_loss, []
+
+    def counted(self, model, *args, **kwargs):  # training micro-batches only, not evaluation
+        if model.training:
+            trained.append(1)
+        return compute_loss(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(ObjectiveTrainer, "compute_loss", counted)
     finetune(base_dir, data, tmp_path / "full", tmp_path / "ckpt_full", tmp_path / "a.json", "ce", None, 5,
              TRAIN_CFG)
+    full_batches = len(trained)
 
     save = ObjectiveTrainer._save_checkpoint
 
@@ -158,9 +167,15 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(base_dir, tmp_path,
     assert not (tmp_path / "resumed").exists() and not (tmp_path / "b.json").exists()
     assert (tmp_path / "ckpt" / "checkpoint-2").is_dir()
 
+    monkeypatch.setattr(ObjectiveTrainer, "compute_loss", counted)
+    trained.clear()
     metrics = finetune(base_dir, data, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "b.json", "ce", None,
                        5, TRAIN_CFG)
     assert metrics["resumed_from"] == "checkpoint-2"
+    # It trained only the steps after the checkpoint (a restart from scratch would end with the same
+    # weights, training being deterministic, so the weights alone cannot tell).
+    max_steps = files.read_json(tmp_path / "ckpt" / "checkpoint-2" / "trainer_state.json")["max_steps"]
+    assert max_steps > 2 and len(trained) == full_batches * (max_steps - 2) // max_steps, (len(trained), full_batches)
     from transformers import AutoModelForCausalLM
 
     full = AutoModelForCausalLM.from_pretrained(tmp_path / "full")
