@@ -32,8 +32,10 @@ def pip_cache() -> str:
                  if line.startswith("Package index page cache size")), "unknown")
     links = os.environ.get("PIP_FIND_LINKS")
     wheels = sorted(p.name for p in Path(links).glob("*.whl")) if links and Path(links).is_dir() else []
-    return (f"pip's HTTP cache before the runs: {http}; PIP_FIND_LINKS: {links or '(unset)'}"
-            + (f" ({', '.join(wheels)})" if wheels else ""))
+    # The folder's path stays out of the result: it is this machine's.
+    return (f"pip's HTTP cache before the runs: {http}; "
+            + (f"a local wheel folder (PIP_FIND_LINKS) with {', '.join(wheels)}" if wheels
+               else "no local wheel folder (PIP_FIND_LINKS)" if not links else "an empty PIP_FIND_LINKS folder"))
 
 
 def time_make_env() -> float:
