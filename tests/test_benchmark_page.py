@@ -86,7 +86,8 @@ def test_sandbox_medians_are_the_median_of_the_runs_it_lists(script_results):
     assert ours["wall"] == pytest.approx(statistics.median(ours_runs), abs=0.006)
     assert theirs["wall"] == pytest.approx(statistics.median(he_runs), abs=0.006)
     assert ours["range"] == f"{min(ours_runs):.2f}-{max(ours_runs):.2f}"
-    assert ours["rate"] == pytest.approx(24 / statistics.median(ours_runs), abs=0.6)
+    # the printed runs are rounded to 10 ms: on 24 quick programs that is a few percent of the rate
+    assert ours["rate"] == pytest.approx(24 / statistics.median(ours_runs), rel=0.1)
     assert ours["passed"] == theirs["passed"] == "24/24"
 
 
@@ -129,7 +130,10 @@ def test_generator_writes_each_number_with_its_commit(script_results, tmp_path):
             assert f"| {rule} | {page.RULE_WORK.get(rule, '')} | {seconds:,.1f} | {jobs} |" in bench
     sandbox, metrics = page.read_sandbox(script_results / page.SANDBOX), page.read_metrics(script_results / page.METRICS)
     assert f"| {sandbox.commit} |" in bench and f"| {metrics.commit} |" in bench
-    assert "equal to sacrebleu within 1e-09 on 3 of 805 prompts" in bench
+    equality = page.read_equality(script_results / page.EQUALITY)
+    for mode, v in equality.values.items():
+        assert f"{mode}: equal to sacrebleu within 1e-09 on {v['compared']} prompts" in bench
+    assert f"at {equality.commit})" in bench
     update_benchmarks.write(script_results, docs, readme)  # the markers stay: a second run finds them again
     assert (docs / "benchmarks.md").read_text() == bench
 
