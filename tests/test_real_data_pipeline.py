@@ -65,7 +65,8 @@ def test_every_stage_is_written_for_every_run_without_world_only_metrics(real_ru
         assert not (eval_dir / run / "code.json").exists()  # the world's code tasks are off
         diversity = {row["metric"] for row in files.read_json(eval_dir / run / "diversity.json")["rows"]}
         # No coverage / KL (world-only); the share of samples cut at max_tokens is there for every task.
-        assert diversity == {"ngram_diversity", "self_bleu_diversity", "sbert_diversity", "truncated"}
+        assert diversity == {"ngram_diversity", "self_bleu_diversity", "sbert_diversity", "ead_diversity",
+                             "vendi_score", "truncated"}
     chat_quality = files.read_json(eval_dir / RUNS[1] / "chat_quality.json")
     assert {(r["metric"], r["k"]) for r in chat_quality["rows"]} >= {("win_rate", 32), ("bon_reward", 1)}
     math_stage = files.read_json(eval_dir / RUNS[2] / "math.json")

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 GPU_RULES = {"train": 8, "sample": 1, "sample_base": 1, "reward_model": 1, "evaluate_model": 1,
              "evaluate_chat": 1, "pretrain": 1}
 CPU_RULES = {"world", "real_data", "leaderboard_tasks", "evaluate_code", "evaluate_math", "evaluate_diversity", "metrics_table", "summary",
-             "claims", "table", "figure"}
+             "claims", "comparison", "table", "figure"}
 # Rules with no action: Snakemake runs them in the main process, never as SLURM jobs.
 TARGET_RULES = {"all", "trained_models"}
 SLURM_COMMANDS = {"sbatch", "srun", "salloc", "squeue", "sinfo", "sacct", "sacctmgr", "scontrol", "scancel",
