@@ -35,8 +35,7 @@ responses of every pair (496 pairs = 992 embeddings per prompt). On 2 cores all 
 embeddings take tens of minutes, so ours is timed on ``--sbert-prompts`` prompts and the naive one
 on ``--naive-pairs`` random pairs of the first of them, both extrapolated to 805 prompts (the table
 says so); the pairs' cosines of both are compared. Two ratios are reported apart: sentences encoded
-(32 against 2 x 496 per prompt, 31x) and time (smaller: a batch of 128 costs more per sentence than
-the naive pairs' batches of 2 save).
+(32 against 2 x 496 per prompt, 31x) and time (which also depends on the batch sizes, 128 against 2).
 
 Writes the tables to benchmarks/results/metrics_bench.txt (``--out``).
 """
