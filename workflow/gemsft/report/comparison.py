@@ -62,10 +62,9 @@ from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE
 from gemsft.report.claims import (CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, UNTESTABLE, VERDICTS,
                                   format_difference, metric_text)
 from gemsft.report.labels import METRIC_NAMES, objective_label, run_sort_key
-from gemsft.report.paired import pair_seeds, paired_bootstrap, paired_stratum
 from gemsft.report.summary import csv_cell
 from gemsft.report.verdicts import (DEFAULT_KNOWLEDGE_TASKS, SOURCES, ItemIndex, Unjudged, _bound_reason, _level,
-                                    _missing, _shown)
+                                    _missing, _shown, paired_estimate)
 
 REFERENCE = "ce"  # every objective is paired against CE
 MARGIN = 2.0  # win-rate points: the non-inferiority margin on quality (module docstring)
@@ -187,14 +186,8 @@ def compare(index: ItemIndex, model: str, run_x: tuple, measure: Measure, source
                 _missing(index, base, targets)
         seeds_x = _arm(index, run_x, targets, tax)
         seeds_ce = _arm(index, ce, targets, tax)
-        pairs = [[paired_stratum(x, y) for x, y in zip(a, b)] for a, b in pair_seeds(seeds_x, seeds_ce)]
-        if not pairs:
-            raise Unjudged(f"no seed in common ({row['arm']}: {', '.join(map(str, seeds_x))}; "
-                           f"CE: {', '.join(map(str, seeds_ce))})")
-        if any(len(stratum) == 0 for pair in pairs for stratum in pair):
-            raise Unjudged(f"no item of {task} scored for both {row['arm']} and CE")
         rng = np.random.default_rng([seed, *map(ord, f"{model}|{run_x[1]}|{run_x[2]}|{claim.id}|{k}")])
-        est = paired_bootstrap(pairs, n_resamples, level, rng)
+        est = paired_estimate(seeds_x, seeds_ce, row["arm"], "CE", task, n_resamples, level, rng)
         row.update(value_x=est.value_a, value_ce=est.value_b, difference=est.difference, ci_low=est.ci_low,
                    ci_high=est.ci_high, n_items=est.n_items, n_seeds=est.n_seeds)
         levels = (_level(index.seeds(run_x, targets)), _level(index.seeds(ce, targets))) if tax else None

@@ -138,6 +138,19 @@ def _level(seeds: dict[int, list[Items]]) -> float:
     return float(np.mean([np.mean([mean(i) for i in per_seed]) for per_seed in seeds.values()]))
 
 
+def paired_estimate(seeds_a: dict, seeds_b: dict, label_a: str, label_b: str, task: str, n_resamples: int,
+                    level: float, rng: np.random.Generator):
+    """The paired bootstrap of A − B over the seeds both arms have and the items both answered;
+    Unjudged (with the reason) when no seed or no item is shared."""
+    pairs = [[paired_stratum(x, y) for x, y in zip(a, b)] for a, b in pair_seeds(seeds_a, seeds_b)]
+    if not pairs:
+        raise Unjudged(f"no seed in common ({label_a}: {', '.join(map(str, seeds_a))}; "
+                       f"{label_b}: {', '.join(map(str, seeds_b))})")
+    if any(len(stratum) == 0 for pair in pairs for stratum in pair):
+        raise Unjudged(f"no item of {task} scored for both {label_a} and {label_b}")
+    return paired_bootstrap(pairs, n_resamples, level, rng)
+
+
 def verdict(direction: str, low: float, high: float) -> str:
     """SUPPORTED / CONTRADICTED / INCONCLUSIVE from the interval of A - B and the claimed direction."""
     if direction not in (">", "<"):
@@ -199,16 +212,10 @@ def judge(index: ItemIndex, claim: Claim, model: str, source: str, knowledge_tas
             notes += [note] if note else []
         (run_a, seeds_a), (run_b, seeds_b) = arms
         row.update(arm_a=_label(run_a), arm_b=_label(run_b))
-        pairs = [[paired_stratum(x, y) for x, y in zip(a, b)] for a, b in pair_seeds(seeds_a, seeds_b)]
-        if not pairs:
-            raise Unjudged(f"no seed in common ({row['arm_a']}: {', '.join(map(str, seeds_a))}; "
-                           f"{row['arm_b']}: {', '.join(map(str, seeds_b))})")
-        if any(len(stratum) == 0 for pair in pairs for stratum in pair):
-            raise Unjudged(f"no item of {task} scored for both {row['arm_a']} and {row['arm_b']}")
         # One generator per row, seeded from the row's key: a claim's interval does not depend on
         # which other claims or models are judged beside it.
         rng = np.random.default_rng([seed, *map(ord, f"{model}|{claim.id}")])
-        est = paired_bootstrap(pairs, n_resamples, level, rng)
+        est = paired_estimate(seeds_a, seeds_b, row["arm_a"], row["arm_b"], task, n_resamples, level, rng)
         row.update(value_a=est.value_a, value_b=est.value_b, difference=est.difference, ci_low=est.ci_low,
                    ci_high=est.ci_high, n_items=est.n_items, n_seeds=est.n_seeds)
         levels = (_level(index.seeds(run_a, targets)), _level(index.seeds(run_b, targets))) if tax else None
