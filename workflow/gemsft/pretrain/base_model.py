@@ -33,6 +33,12 @@ class PackedBlocks(torch.utils.data.Dataset):
 
 def pretrain(corpus_path: str | Path, out_dir: str | Path, checkpoint_dir: str | Path, model_cfg: dict,
              cfg: dict, metrics_path: str | Path) -> dict:
+    threads = cfg.get("threads")
+    if threads:
+        # Float sums split over another number of threads come out in another order, and 20 epochs
+        # of them make another pre-trained model: pinning the count makes the model independent of
+        # the cores a run is given (docs/calibration.md).
+        torch.set_num_threads(int(threads))
     set_seed(cfg["seed"])
     texts = [row["text"] for row in files.read_jsonl(corpus_path)]
     if not texts:
@@ -50,7 +56,7 @@ def pretrain(corpus_path: str | Path, out_dir: str | Path, checkpoint_dir: str |
         objective=get_objective("ce"),
     )
     metrics = run_training(trainer, checkpoint_dir)
-    metrics.update(parameters=count_parameters(model), corpus_tokens=len(token_ids),
+    metrics.update(parameters=count_parameters(model), corpus_tokens=len(token_ids), threads=torch.get_num_threads(),
                    tokens_per_second=trainer.state.global_step * cfg["per_device_batch_size"]
                    * cfg.get("gradient_accumulation_steps", 1)
                    * cfg["block_size"] / metrics["train_seconds"])
