@@ -24,6 +24,9 @@ FOREST = "figures/claims_forest.png"
 # The scoreboard table's provenance names the commit the verdicts were made at; any table's will do
 # when it has none (every table of a run is made by the same report stage).
 PROVENANCE = "results/tables/claims.provenance.json"
+# The pre-trained model's metrics record the torch threads it was trained on (pretrain.threads): the
+# thread count is part of the model, so the page shows it beside the run.
+BASE_METRICS = "results/base"
 TABLES = "results/tables"
 
 NOT_RECORDED = "not recorded"
@@ -37,6 +40,7 @@ class StudyRun(NamedTuple):
     commit: str
     config_hash: str
     run_time: str
+    pretrain_threads: str
 
 
 def read_claims(path: str | Path) -> pd.DataFrame:
@@ -89,6 +93,16 @@ def read_run_time(path: str | Path | None) -> str:
     return f"{float(seconds.group(1)) / 60:.1f} min" + (f" on {cpus.group(1)} CPUs" if cpus else "")
 
 
+def read_pretrain_threads(run_dir: str | Path) -> str:
+    """The threads the run's pre-trained model was trained on, "not recorded" for a run made before its
+    metrics recorded them (or one that loaded a pretrained model)."""
+    found = sorted((Path(run_dir) / BASE_METRICS).glob("*.metrics.json"))
+    if not found:
+        return NOT_RECORDED
+    threads = read_json_object(found[0], "the pretraining metrics").get("threads")
+    return str(threads) if isinstance(threads, int) and not isinstance(threads, bool) else NOT_RECORDED
+
+
 def read_summary_checked(path: str | Path) -> pd.DataFrame:
     path = require_file(path, "the run's summary was not made")
     try:
@@ -112,4 +126,5 @@ def read_run(run_dir: str | Path, time_file: str | Path | None = None) -> StudyR
         commit=commit_text(provenance),
         config_hash=str(provenance.get("config_hash") or "unknown"),
         run_time=read_run_time(time_file),
+        pretrain_threads=read_pretrain_threads(run_dir),
     )
