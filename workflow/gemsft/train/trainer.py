@@ -45,10 +45,18 @@ from gemsft.train.fused_choice import choose_fused_loss
 FUSABLE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "olmo2"})
 
 
-class ObjectiveTrainer(Trainer):
-    """A Trainer whose loss is `objective` (at the run's `beta`, if it uses one) on the shifted logits."""
+class ObjectiveLossMixin:
+    """The loss of `objective` (at `beta`, if it uses one) on the shifted logits, for a subclass of the
+    HF Trainer: :class:`ObjectiveTrainer` here, and :class:`gemsft.trl.GEMSFTTrainer` for TRL's
+    SFTTrainer. Put it first among the bases.
 
-    loss_is_scaled_for_ga = False  # per-micro-batch mean: the Trainer divides by accumulation steps
+    Each micro-batch's loss is the objective's mean over its unmasked tokens. With
+    ``normalise_by_items`` and the Trainer's `num_items_in_batch` (the unmasked tokens of every
+    micro-batch of the optimizer step), it is rescaled to their sum over that count, so that gradient
+    accumulation weighs every token alike (TRL's and current transformers' convention; with a plain
+    mean per micro-batch, a short micro-batch's tokens would weigh more)."""
+
+    normalise_by_items = False
 
     def __init__(self, *args, objective: Objective, beta: float | None = None,
                  fused_loss: bool | str | None = None, **kwargs):
@@ -72,7 +80,8 @@ class ObjectiveTrainer(Trainer):
         if self.fused_loss and not return_outputs and self.bound_loss.fused is not None:
             head = self._separable_head(model)
             if head is not None:
-                return self._fused_loss(model, inputs, labels, *head)
+                loss = self._fused_loss(model, inputs, labels, *head)
+                return self._scaled_for_accumulation(loss, labels, num_items_in_batch)
         outputs = model(**inputs)
         logits, targets = shift_for_causal_lm(outputs.logits, labels)
         if self.reference_model is not None:
@@ -85,7 +94,19 @@ class ObjectiveTrainer(Trainer):
                 self._tracked["ce"].append(ce_loss(logits, targets).item())
                 self._tracked["entropy"].append(token_entropy(logits, targets).item())
                 self._tracked["objective_loss"].append(loss.item())
+        loss = self._scaled_for_accumulation(loss, labels, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _scaled_for_accumulation(self, loss: torch.Tensor, labels: torch.Tensor, num_items_in_batch) -> torch.Tensor:
+        """The micro-batch's token mean as its share of the step's token sum (``normalise_by_items``)."""
+        if not self.normalise_by_items or num_items_in_batch is None:
+            return loss
+        tokens = (labels[..., 1:] != -100).sum()
+        loss = loss * tokens / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # num_items_in_batch counts every rank's tokens, and DDP averages the ranks' gradients
+            loss = loss * self.accelerator.num_processes
+        return loss
 
     def _frozen_reference(self, model) -> torch.nn.Module:
         """A frozen copy of `model` as it is now (the SFT start point), on the training device."""
@@ -161,6 +182,13 @@ class ObjectiveTrainer(Trainer):
                     logs[name] = sum(values) / len(values)
                     values.clear()
         super().log(logs, start_time)
+
+
+class ObjectiveTrainer(ObjectiveLossMixin, Trainer):
+    """The pipeline's Trainer: `objective`'s loss, a plain mean per micro-batch (the transformers 4.45
+    behaviour the paper trained with), which the Trainer divides by the accumulation steps."""
+
+    loss_is_scaled_for_ga = False
 
 
 def training_arguments(cfg: dict, output_dir: str | Path, seed: int, weight_decay: float = 0.0,
