@@ -7,10 +7,13 @@ stops before its outputs are written keeps them."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,3 +141,52 @@ def test_checkpoints_go_only_after_the_outputs_are_written(tmp_path, base_dir, m
     metrics = sft.finetune(**args)
     assert metrics["resumed_from"] == "checkpoint-2" and files.read_json(tmp_path / "metrics.json") == metrics
     assert (tmp_path / "model" / "config.json").is_file() and not ckpt.exists()
+
+
+# One launch per process: DeepSpeed leaves its process group and accelerator state behind.
+LAUNCH = "import json, sys; from gemsft.train.launch import run; run('finetune', json.loads(sys.argv[1]), int(sys.argv[2]))"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
+@pytest.mark.parametrize("processes", [1, 2])
+def test_zero2_through_the_launcher_trains_what_the_plain_run_trains(tmp_path, base_dir, processes):
+    """DeepSpeed ZeRO-2 (config/deepspeed/zero2.json, the paper config's) on its CPU accelerator, through
+    the pipeline's launcher: one process (a process group of one), or two (gloo), where ZeRO-2 shards
+    the optimizer state and gradients. In float32 it must train the weights the plain run (DDP for two
+    processes) trains."""
+    from transformers import AutoModelForCausalLM
+
+    rows = [{"id": f"r{i}", "messages": [MESSAGES[0], {"role": "assistant", "content": "yes " * (i % 5 + 1)}]}
+            for i in range(16)]
+    files.write_jsonl(tmp_path / "sft.jsonl", rows)
+    common = {"base_dir": str(base_dir), "data_path": str(tmp_path / "sft.jsonl"), "objective_name": "gem",
+              "beta": 0.7, "seed": 3}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(launch_repo() / "workflow")}
+
+    def finetune(name, deepspeed):
+        cfg = {**TRAIN_CFG, "per_device_batch_size": 2, "epochs": 1, "deepspeed": deepspeed}
+        kwargs = {**common, "out_dir": str(tmp_path / name), "checkpoint_dir": str(tmp_path / f"{name}.ckpt"),
+                  "metrics_path": str(tmp_path / f"{name}.json"), "cfg": cfg}
+        result = subprocess.run([sys.executable, "-c", LAUNCH, json.dumps(kwargs), str(processes)], env=env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    finetune("zero2", str(launch_repo() / "config/deepspeed/zero2.json"))
+    finetune("plain", None)
+    # The engine ran, not a silent fallback: ZeRO's checkpoints hold the optimizer state as one
+    # partition per rank (a plain run's hold one optimizer.pt).
+    partitions = sorted(p.name for p in (tmp_path / "zero2.ckpt").rglob("*optim_states.pt"))
+    last = sorted((tmp_path / "zero2.ckpt").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    assert len(list(last.rglob("*optim_states.pt"))) == processes, partitions
+    assert not list((tmp_path / "zero2.ckpt").rglob("optimizer.pt")) and list((tmp_path / "plain.ckpt").rglob("optimizer.pt"))
+    zero2 = AutoModelForCausalLM.from_pretrained(tmp_path / "zero2")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "plain")
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    assert any(not torch.equal(x, y) for x, y in zip(zero2.parameters(), base.parameters()))
+    for x, y in zip(zero2.parameters(), plain.parameters()):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+    assert files.read_json(tmp_path / "zero2.json")["global_steps"] == files.read_json(tmp_path / "plain.json")["global_steps"]
+
+
+def launch_repo() -> Path:
+    return Path(__file__).resolve().parents[1]
