@@ -161,6 +161,8 @@ def stage_outputs():
         stages = ["diversity", "knowledge", "model_stats"]
         if run.objective != BASE_RUN.objective:
             stages += ["chat_quality", *CODE_TASKS]
+            if config["evaluation"].get("alpaca_eval"):
+                stages.append("alpaca_eval")
         if "math" in TASKS and (run.objective != BASE_RUN.objective or BASE_MATH):
             stages.append("math")
         paths += [f"results/eval/{run.path}/{stage}.json" for stage in stages]

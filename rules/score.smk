@@ -63,3 +63,25 @@ rule evaluate_chat:
         "../envs/eval.yaml"
     script:
         "../workflow/scripts/evaluate_chat.py"
+
+
+# AlpacaEval's own judge (evaluation.alpaca_eval, off by default): alpaca_eval's annotator compares
+# each prompt's exported output with its reference output, and its win rate joins the tidy results.
+rule alpaca_eval:
+    input:
+        export="results/exports/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_model_outputs.json",
+        data=DATA_DIR,
+    output:
+        stage="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval.json",
+        annotations="results/eval/{model}/{objective}/beta-{beta}/seed-{seed}/alpaca_eval_annotations.json",
+    params:
+        records=data_file("eval_chat"),
+        settings=config["evaluation"].get("alpaca_eval"),
+    log:
+        "results/logs/alpaca_eval/{model}/{objective}/beta-{beta}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/alpaca_eval/{model}/{objective}/beta-{beta}/seed-{seed}.tsv"
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow/scripts/evaluate_alpaca_eval.py"

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 # GPUs per job in the paper tier (8B model); `pretrain` only runs when no pretrained model is given.
 GPU_RULES = {"train": 8, "sample": 1, "sample_base": 1, "reward_model": 1, "evaluate_model": 1,
-             "evaluate_chat": 1, "pretrain": 1}
+             "evaluate_chat": 1, "pretrain": 1, "alpaca_eval": 4}
 CPU_RULES = {"world", "real_data", "leaderboard_tasks", "evaluate_code", "evaluate_math", "evaluate_diversity", "metrics_table", "summary",
              "claims", "comparison", "table", "figure"}
 # Rules with no action: Snakemake runs them in the main process, never as SLURM jobs.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from gemsft.config import BASE_OBJECTIVE
+from gemsft.evaluate import alpaca_judge
 from gemsft.evaluate.stage import TRUNCATED
 from gemsft.report import reward_accuracy
 from gemsft.report.alignment_tax import AVERAGE as TAX_AVERAGE, tax_metric
@@ -49,7 +50,10 @@ def table3_beta_sweep(summary: pd.DataFrame) -> pd.DataFrame:
     # Only the embedded world has an oracle; the held-out accuracy of a trained reward model says how
     # far its best-of-N (the columns before) can be trusted.
     oracle.append(Column(reward_accuracy.TITLE, reward_accuracy.TASK, reward_accuracy.METRIC))
-    return table_frame(cells, runs, columns + [c for c in oracle if cells.has(c.task, c.metric)])
+    # AlpacaEval's own judge, where evaluation.alpaca_eval ran it (its LC win rate where it could fit it).
+    judged = [Column("AlpacaEval win rate", "chat", alpaca_judge.WIN_RATE),
+              Column("AlpacaEval LC win rate", "chat", alpaca_judge.LC_WIN_RATE)]
+    return table_frame(cells, runs, columns + [c for c in oracle + judged if cells.has(c.task, c.metric)])
 
 
 def table4_math(summary: pd.DataFrame) -> pd.DataFrame:
