@@ -20,7 +20,7 @@ export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint env env-gpu gpu-lock clean
+.PHONY: run report test lint env env-gpu gpu-lock clean
 
 env: $(STAMP)
 
@@ -50,8 +50,14 @@ $(GPU_STAMP): pyproject.toml requirements/gpu-lock.txt
 gpu-lock: $(STAMP)
 	$(BIN)/python requirements/gpu_lock.py
 
+# Snakemake's output cut to a short status (gemsft.run_status): a line per job, the steps done, errors
+# in full, and where the results are; its full log stays under .snakemake/log/.
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/local
+	set -o pipefail; $(BIN)/snakemake --cores $(CORES) --profile profiles/local 2>&1 | $(BIN)/python -m gemsft.run_status
+
+# The HTML report of the last run (Snakemake's --report), opening on the claims' scoreboard.
+report: $(STAMP)
+	$(BIN)/snakemake --cores 1 --profile profiles/local --report report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
