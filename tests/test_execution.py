@@ -209,6 +209,13 @@ def test_result_type_and_arguments():
         run_programs(["pass"], timeout_s=0)
 
 
+def test_progress_counts_every_program_once_whatever_its_end():
+    programs = ["print(1)\n", "assert False\n", "while True: pass\n", "import os\nos._exit(9)\n"] * 2
+    seen = []
+    results = run_programs(programs, timeout_s=1.0, workers=2, progress=seen.append)
+    assert seen == [1] * len(programs) and {r.status for r in results} >= {"passed", "failed", "timeout"}
+
+
 def test_results_keep_input_order_across_workers():
     programs = []
     for i in range(40):

@@ -44,7 +44,12 @@ def evaluate_code(records: list[dict], samples: list[dict], task: str, ks: list[
     build = humaneval_program if task == "humaneval" else world_program
     by_id = {r["id"]: r for r in records}
     programs = [build(by_id[s["prompt_id"]], s["text"]) for s in samples]
-    results = run_programs(programs, timeout_s=timeout_s, workers=workers, sandbox=sandbox)
+    from tqdm.auto import tqdm
+
+    # A bar with rate and ETA in the job's log: a study's code job runs thousands of programs.
+    with tqdm(total=len(programs), desc=f"{task}: running programs", unit="program", mininterval=5) as bar:
+        results = run_programs(programs, timeout_s=timeout_s, workers=workers, sandbox=sandbox,
+                               progress=bar.update)
     counts = defaultdict(lambda: [0, 0])
     executions = []
     for sample, result in zip(samples, results):

@@ -179,8 +179,9 @@ class _Pool:
         self._await_ready([nw])
         return nw
 
-    def run(self, programs: list[str], timeout_s: float) -> list[ExecutionResult]:
+    def run(self, programs: list[str], timeout_s: float, progress=None) -> list[ExecutionResult]:
         results: list[ExecutionResult | None] = [None] * len(programs)
+        done = progress or (lambda n: None)  # called with 1 as each program finishes
         todo = iter(range(len(programs)))
         busy = 0
 
@@ -191,6 +192,7 @@ class _Pool:
                 results[w.job] = ExecutionResult(False, status, detail, seconds,
                                                  isolation=w.caps["isolation"])
                 busy -= 1
+                done(1)
             dispatch(self._replace(w))
 
         def dispatch(w: _Worker) -> None:
@@ -224,6 +226,7 @@ class _Pool:
                         returncode=m["returncode"], isolation=w.caps["isolation"])
                     w.job = None
                     busy -= 1
+                    done(1)
                     dispatch(w)
             now = time.monotonic()
             for w in list(self.workers):
@@ -244,7 +247,7 @@ class _Pool:
 
 
 def run_programs(programs: list[str], timeout_s: float = 3.0, workers: int | None = None,
-                 sandbox: str = "strict") -> list[ExecutionResult]:
+                 sandbox: str = "strict", progress=None) -> list[ExecutionResult]:
     """Run each program in the sandbox; results are in input order.
 
     ``timeout_s`` is the wall-clock limit per program; ``workers`` the number of programs
@@ -252,6 +255,7 @@ def run_programs(programs: list[str], timeout_s: float = 3.0, workers: int | Non
     raises SandboxUnavailable, before any program runs, where neither root nor a user
     namespace isolates programs from the network, the host's files and its processes;
     ``best_effort`` runs them with what isolation there is (each result's ``isolation``).
+    ``progress``, if given, is called with 1 as each program finishes (e.g. a tqdm bar's update).
     """
     programs = list(programs)
     if sandbox not in isolation.MODES:
@@ -269,7 +273,7 @@ def run_programs(programs: list[str], timeout_s: float = 3.0, workers: int | Non
     pool = _Pool(min(n, len(programs)), sandbox)
     ok = False
     try:
-        results = pool.run(programs, float(timeout_s))
+        results = pool.run(programs, float(timeout_s), progress)
         ok = True
         return results
     finally:
