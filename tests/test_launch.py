@@ -107,14 +107,17 @@ def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path,
     assert distributed["global_steps"] == accumulated["global_steps"] == 4  # 16 rows / (2 x 2)
     # Rank 0 deleted the finished distributed run's checkpoints; without the key they stay.
     assert not (tmp_path / "ddp.ckpt").exists() and (tmp_path / "ga.ckpt" / "checkpoint-4").is_dir()
+    assert_trained_alike(tmp_path / "ddp", tmp_path / "ga", base_dir, atol=1e-6)
+
+
+def assert_trained_alike(a_dir, b_dir, base_dir, atol: float) -> None:
+    """Two saved models that training moved away from the base, with the same weights within atol."""
     from transformers import AutoModelForCausalLM
 
-    a = AutoModelForCausalLM.from_pretrained(tmp_path / "ddp")
-    b = AutoModelForCausalLM.from_pretrained(tmp_path / "ga")
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    a, b, base = (AutoModelForCausalLM.from_pretrained(d) for d in (a_dir, b_dir, base_dir))
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), base.parameters()))
     for x, y in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+        torch.testing.assert_close(x, y, atol=atol, rtol=0)
 
 
 def test_checkpoints_go_only_after_the_outputs_are_written(tmp_path, base_dir, monkeypatch):
@@ -154,8 +157,6 @@ def test_zero2_through_the_launcher_trains_what_the_plain_run_trains(tmp_path, b
     the pipeline's launcher: one process (a process group of one), or two (gloo), where ZeRO-2 shards
     the optimizer state and gradients. In float32 it must train the weights the plain run (DDP for two
     processes) trains."""
-    from transformers import AutoModelForCausalLM
-
     rows = [{"id": f"r{i}", "messages": [MESSAGES[0], {"role": "assistant", "content": "yes " * (i % 5 + 1)}]}
             for i in range(16)]
     files.write_jsonl(tmp_path / "sft.jsonl", rows)
@@ -179,12 +180,7 @@ def test_zero2_through_the_launcher_trains_what_the_plain_run_trains(tmp_path, b
     last = sorted((tmp_path / "zero2.ckpt").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
     assert len(list(last.rglob("*optim_states.pt"))) == processes, partitions
     assert not list((tmp_path / "zero2.ckpt").rglob("optimizer.pt")) and list((tmp_path / "plain.ckpt").rglob("optimizer.pt"))
-    zero2 = AutoModelForCausalLM.from_pretrained(tmp_path / "zero2")
-    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "plain")
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    assert any(not torch.equal(x, y) for x, y in zip(zero2.parameters(), base.parameters()))
-    for x, y in zip(zero2.parameters(), plain.parameters()):
-        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+    assert_trained_alike(tmp_path / "zero2", tmp_path / "plain", base_dir, atol=1e-5)
     assert files.read_json(tmp_path / "zero2.json")["global_steps"] == files.read_json(tmp_path / "plain.json")["global_steps"]
 
 
