@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 RULE = re.compile(r"^(?:local)?rule (\w+):$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+STAMP = re.compile(r"^\[\w{3} \w{3} +\d+ (\d\d:\d\d:\d\d) \d{4}\]$")  # Snakemake's "[Mon Dec  7 03:03:06 2026]"
 STEPS = re.compile(r"^\d+ of \d+ steps \(\d+%\) done$")
 LOG = re.compile(r"^Complete log\(s\): (.*)$")
 # From the first line of an error on, everything is shown: the user needs all of it.
@@ -29,10 +30,10 @@ REPORT = "HTML report: make report (writes report.html)"
 
 def condense(lines: Iterable[str], clock=lambda: time.strftime("%H:%M:%S")) -> Iterator[str]:
     """The status lines of Snakemake's output `lines` (without newlines)."""
-    rule, wildcards, in_stats, failed, log = None, "", False, False, None
+    rule, wildcards, in_stats, failed, log, stamp = None, "", False, False, None, None
 
     def started() -> str:
-        return f"[{clock()}] {rule}" + (f" ({wildcards})" if wildcards else "")
+        return f"[{stamp or clock()}] {rule}" + (f" ({wildcards})" if wildcards else "")
 
     for line in lines:
         if failed:
@@ -44,6 +45,9 @@ def condense(lines: Iterable[str], clock=lambda: time.strftime("%H:%M:%S")) -> I
                 rule = None
             failed = True
             yield line
+            continue
+        if match := STAMP.match(line):
+            stamp = match.group(1)  # the time Snakemake gives the next job's start
             continue
         if match := RULE.match(line):
             if rule:
