@@ -38,6 +38,8 @@ AUDITED_WRITERS = {
                                                      ["files.write_jsonl", "write_stage"]),
     "gemsft.evaluate.diversity.write_diversity": ("gemsft.evaluate.diversity.write_diversity",
                                                   ["write_stage", "files.write_json"]),
+    "gemsft.evaluate.alpaca_judge.write_alpaca_eval": ("gemsft.evaluate.alpaca_judge.write_alpaca_eval",
+                                                       ["files.write_json", "write_stage"]),
     # knowledge and model_stats stages; lm-eval's results and samples in evaluate_tasks (below).
     "gemsft.evaluate.model_eval.evaluate_model": ("gemsft.evaluate.model_eval.evaluate_model", ["write_stage"]),
     "gemsft.report.verdicts.write_claims": ("gemsft.report.verdicts.write_claims", ["files.atomic_path"]),

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gemsft.evaluate.stage import metric
+from gemsft import files
+from gemsft.evaluate.stage import metric, write_stage
 
 TASK = "chat"
 WIN_RATE = "alpaca_eval_win_rate"
@@ -127,9 +128,6 @@ def stage_rows(records: list[dict], leaderboard_row: dict, annotations: list[dic
 def write_alpaca_eval(records: list[dict], model_outputs: list[dict], settings: dict, stage_path, annotations_path,
                       run: dict, config: dict) -> dict:
     """Judge a run's exported outputs and write the stage JSON and alpaca_eval's annotations."""
-    from gemsft import files
-    from gemsft.evaluate.stage import write_stage
-
     annotators_config = resolve_annotators_config(settings["annotators_config"])
     ours, reference, judged = outputs_to_judge(records, model_outputs)
     leaderboard_row, annotations = judge(ours, reference, annotators_config)
