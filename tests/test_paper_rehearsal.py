@@ -99,7 +99,8 @@ def test_the_rehearsal_plans_every_rule_the_paper_config_plans(tmp_path):
                                "--config", f"data_mirror={MIRROR}")
         plans[config.name] = planned_jobs(result)
     paper, rehearsal = plans["paper.yaml"], plans["paper-rehearsal.yaml"]
-    assert set(rehearsal) == set(paper)
+    # The one rule the rehearsal leaves out: AlpacaEval's 70B judge (JUDGE_KEYS).
+    assert set(rehearsal) == set(paper) - {"alpaca_eval"} and paper["alpaca_eval"] == paper["evaluate_chat"]
     assert rehearsal["train"] == 2 and paper["train"] == 5 * 2 + 4  # GEM x 5 betas, 4 other objectives
     assert {"sample_base", "reward_model", "pretrain"} & set(paper) == {"sample_base"}  # hub base and RM
 
