@@ -114,7 +114,11 @@ def test_an_unlaunched_deepspeed_run_gets_a_process_group_of_one(monkeypatch):
     monkeypatch.setattr(launch, "run_task", lambda task, kwargs: seen.append({n: os.environ.get(n)
                                                                               for n in launch.DISTRIBUTED_ENV}))
     for name in launch.DISTRIBUTED_ENV:
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: monkeypatch then restores the variable's absence, which launch.run's own
+        # os.environ.update would otherwise leave behind for every later test (as a distributed
+        # environment: accelerate then sets torch's threads itself).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     launch.run("finetune", {"cfg": {"deepspeed": None}}, processes=1)
     assert seen.pop() == dict.fromkeys(launch.DISTRIBUTED_ENV)  # without DeepSpeed nothing is set
     launch.run("finetune", {"cfg": {"deepspeed": "config/deepspeed/zero2.json"}}, processes=1)

@@ -55,6 +55,10 @@ def pretrain(corpus_path: str | Path, out_dir: str | Path, checkpoint_dir: str |
         data_collator=default_data_collator,
         objective=get_objective("ce"),
     )
+    if threads:
+        # Again: accelerate sets its own count when building the trainer in a distributed CPU
+        # environment without OMP_NUM_THREADS.
+        torch.set_num_threads(int(threads))
     metrics = run_training(trainer, checkpoint_dir)
     metrics.update(parameters=count_parameters(model), corpus_tokens=len(token_ids), threads=torch.get_num_threads(),
                    tokens_per_second=trainer.state.global_step * cfg["per_device_batch_size"]
