@@ -3,7 +3,8 @@ must sit away from floor and ceiling for the paper's claims to be decidable on t
 
 Usage: python benchmarks/calibration.py --run DIR [--run DIR ...] [--out benchmarks/results/calibration.txt]
 
-Each DIR is a finished run's working directory (its results/summary.csv and results/data/world.json),
+Each DIR is a finished run's working directory (its results/summary.csv, results/metrics.csv
+and results/data/world.json),
 e.g. the calibration run of config/calibration.yaml for one world seed, kept by
 `benchmarks/dag_time.py --keep DIR`; the table has a column per world seed. The targets are
 `gemsft.report.calibration.TARGETS`; docs/study.md shows the same table for the study's own runs.
@@ -22,12 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from gemsft.report.study_page import calibration_table, markdown  # noqa: E402
-from gemsft.report.study_runs import read_summary_checked, read_world_seed  # noqa: E402
+from gemsft.report.study_runs import read_metrics_checked, read_summary_checked, read_world_seed  # noqa: E402
 
 
 class CalibrationRun(NamedTuple):
     world_seed: int
     summary: pd.DataFrame
+    metrics: pd.DataFrame
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         runs = [CalibrationRun(read_world_seed(run / "results/data/world.json"),
-                               read_summary_checked(run / "results/summary.csv")) for run in args.run]
+                               read_summary_checked(run / "results/summary.csv"),
+                               read_metrics_checked(run / "results/metrics.csv")) for run in args.run]
         table = calibration_table(runs)
     except ValueError as err:  # DocInputError too: one line naming the file
         raise SystemExit(f"calibration: {err}") from None

@@ -70,8 +70,21 @@ def calibration_rows(ce_pass1=35.0, ce_pass100=90.0, ce_greedy=50.0, base_acc=75
             summary_row("ce", "knowledge", "alignment_tax_acc_norm", None, 40.0)]
 
 
+def metrics_rows(ce_greedy_by_seed=(50.0, 45.0, 55.0)) -> list[dict]:
+    """results/metrics.csv's rows the per-seed calibration target reads: CE's greedy math accuracy of
+    each training seed (seeds listed out of order, as a table need not sort them), and a row of
+    another metric."""
+    seeds = [1236, 1234, 1235][:len(ce_greedy_by_seed)]
+    order = sorted(range(len(seeds)), key=lambda i: seeds[i])
+    rows = [{"model": "tiny", "objective": "ce", "beta": "na", "seed": seeds[i], "task": "math",
+             "metric": "greedy_accuracy", "k": "", "value": ce_greedy_by_seed[order.index(i)]}
+            for i in range(len(seeds))]
+    return rows + [{"model": "tiny", "objective": "ce", "beta": "na", "seed": 1234, "task": "math",
+                    "metric": "pass_rate", "k": "", "value": 1.0}]
+
+
 def make_run(root: Path, seed: int, verdicts: dict[str, str] | None = None, summary: list[dict] | None = None,
-             dirty: bool = False) -> Path:
+             dirty: bool = False, metrics: list[dict] | None = None) -> Path:
     """A finished study run's directory as the DAG leaves it, with only what the page reads."""
     run = root / f"study-{seed}"
     (run / "results/data").mkdir(parents=True)
@@ -81,6 +94,7 @@ def make_run(root: Path, seed: int, verdicts: dict[str, str] | None = None, summ
     pd.DataFrame(claim_rows(verdicts or {}), columns=CLAIMS_COLUMNS).to_csv(run / "results/claims.csv", index=False)
     pd.DataFrame(summary or calibration_rows(), columns=SUMMARY_COLUMNS).to_csv(run / "results/summary.csv",
                                                                                index=False)
+    pd.DataFrame(metrics or metrics_rows()).to_csv(run / "results/metrics.csv", index=False)
     provenance = {"config_hash": f"hash{seed}", "git_commit": "0123456789abcdef", "git_dirty": dirty}
     (run / "results/tables/claims.provenance.json").write_text(json.dumps(provenance))
     shutil.copyfile(PNG, run / "figures/claims_forest.png")
@@ -184,9 +198,30 @@ def test_calibration_marks_each_target_met_not_met_or_not_measured(tmp_path, rea
     assert table_row(table, "code: CE pass@100")[1:] == ["≤ 95", "90.0: met", "97.0: not met"]
     assert table_row(table, "math: pre-trained greedy accuracy")[1:] == ["in [20, 80]", "not measured", "not measured"]
     assert table_row(table, "math: CE greedy accuracy")[1:] == ["in [20, 80]", "50.0: met", "50.0: met"]
+    assert table_row(table, "math: CE greedy accuracy, each training seed")[1:] == [
+        "in [20, 80]", "50.0 / 45.0 / 55.0: met", "50.0 / 45.0 / 55.0: met"]
     assert table_row(table, "knowledge: pre-trained accuracy")[1:] == ["≥ 70", "75.0: met", "69.9: not met"]
     assert table_row(table, "knowledge: CE alignment tax (accuracy)")[1:] == ["in [1, 15]", "15.0 ± 3.0: met",
                                                                                "0.5 ± 3.0: not met"]
+
+
+def test_per_seed_target_fails_on_one_lost_seed_though_the_mean_is_in_range(tmp_path, readme):
+    # World seed 1's third calibration: CE's three seeds at 14, 9 and 66, mean 29.7 (in range).
+    lost = make_run(tmp_path, 1, summary=calibration_rows(ce_greedy=29.7), metrics=metrics_rows((14.0, 9.0, 66.0)))
+    edge = make_run(tmp_path, 2, metrics=metrics_rows((20.0, 80.0)))
+    table = section(write_page(tmp_path, readme, [lost, edge]), "Calibration")
+    assert table_row(table, "math: CE greedy accuracy")[2] == "29.7: met"
+    assert table_row(table, "math: CE greedy accuracy, each training seed")[2:] == [
+        "14.0 / 9.0 / 66.0: not met", "20.0 / 80.0: met"]
+
+
+def test_per_seed_target_without_ce_seeds_is_not_measured():
+    summary = pd.DataFrame(calibration_rows(), columns=SUMMARY_COLUMNS)
+    target = next(t for t in calibration.TARGETS if t.per_seed)
+    other = pd.DataFrame([{**row, "objective": "gem"} for row in metrics_rows()])
+    for metrics in (None, other):
+        row = calibration.check(summary, [target], metrics=metrics).iloc[0]
+        assert (row["measured"], row["status"]) == ("", "not measured")
 
 
 @pytest.mark.parametrize("value, expected", [(10.0, "met"), (70.0, "met"), (9.99, "not met"), (70.01, "not met"),
@@ -234,7 +269,8 @@ def error_of(argv) -> str:
     return message
 
 
-@pytest.mark.parametrize("missing", ["results/claims.csv", "results/summary.csv", "results/data/world.json",
+@pytest.mark.parametrize("missing", ["results/claims.csv", "results/summary.csv", "results/metrics.csv",
+                                     "results/data/world.json",
                                      "figures/claims_forest.png", "results/tables/claims.provenance.json"])
 def test_a_missing_input_is_one_line_naming_it(tmp_path, readme, missing):
     runs = [make_run(tmp_path, 1), make_run(tmp_path, 2)]
@@ -264,6 +300,10 @@ def rewrite(path: str, edit):
      "has no integer config.seed"),
     (rewrite("results/data/world.json", lambda t: "{not json"), "results/data/world.json", "is not JSON"),
     (rewrite("results/summary.csv", lambda t: "model,objective\n"), "results/summary.csv", "lacks column(s) beta"),
+    (rewrite("results/metrics.csv", lambda t: "model,objective,seed\n"), "results/metrics.csv",
+     "lacks column(s) task, metric, k, value"),
+    (rewrite("results/metrics.csv", lambda t: t.replace(",1234,", ",first,", 1)), "results/metrics.csv",
+     "seed is not a number"),
     (rewrite("results/summary.csv", lambda t: t + t.split("\n", 2)[1] + "\n"), "results/summary.csv",
      "summary has two rows"),
 ])

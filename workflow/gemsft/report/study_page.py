@@ -144,10 +144,10 @@ def power_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
 
 def calibration_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
     """One row per target (and model, when there are several): its range and, per world seed, the
-    measured value and whether it is met. A run needs only `world_seed` and `summary` here (a
-    calibration run has no claims to read)."""
+    measured value and whether it is met. A run needs only `world_seed`, `summary` and `metrics` here
+    (a calibration run has no claims to read)."""
     runs = ordered(runs)
-    checks = [calibration.check(run.summary) for run in runs]
+    checks = [calibration.check(run.summary, metrics=run.metrics) for run in runs]
     keyed = [{(r.model, r.target): r for r in check.itertuples(index=False)} for check in checks]
     keys = list(dict.fromkeys(key for check in keyed for key in check))
     several_models = len({model for model, _ in keys}) > 1

@@ -19,6 +19,7 @@ from gemsft.report.summary_reader import read_csv as read_summary
 
 CLAIMS = "results/claims.csv"
 SUMMARY = "results/summary.csv"
+METRICS = "results/metrics.csv"  # per training seed: the calibration's per-seed targets read it
 WORLD = "results/data/world.json"
 FOREST = "figures/claims_forest.png"
 # The scoreboard table's provenance names the commit the verdicts were made at; any table's will do
@@ -36,6 +37,7 @@ class StudyRun(NamedTuple):
     world_seed: int
     claims: pd.DataFrame
     summary: pd.DataFrame
+    metrics: pd.DataFrame
     forest: Path
     commit: str
     config_hash: str
@@ -113,6 +115,23 @@ def read_summary_checked(path: str | Path) -> pd.DataFrame:
     return summary
 
 
+def read_metrics_checked(path: str | Path) -> pd.DataFrame:
+    """results/metrics.csv (`gemsft.report.metrics_table`): one row per run, seed and metric."""
+    path = require_file(path, "the run's metrics table was not made")
+    try:
+        metrics = pd.read_csv(path, dtype={"model": str, "objective": str, "beta": str, "task": str,
+                                           "metric": str})
+    except (ValueError, UnicodeDecodeError) as err:
+        raise input_error(path, err) from None
+    missing = [c for c in ("model", "objective", "seed", "task", "metric", "k", "value") if c not in metrics]
+    if missing:
+        raise DocInputError(f"{path} lacks column(s) {', '.join(missing)}")
+    for column in ("seed", "value"):
+        if pd.to_numeric(metrics[column], errors="coerce").isna().any():
+            raise DocInputError(f"{path} has a row whose {column} is not a number")
+    return metrics
+
+
 def read_run(run_dir: str | Path, time_file: str | Path | None = None) -> StudyRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -122,6 +141,7 @@ def read_run(run_dir: str | Path, time_file: str | Path | None = None) -> StudyR
         world_seed=read_world_seed(run_dir / WORLD),
         claims=read_claims(run_dir / CLAIMS),
         summary=read_summary_checked(run_dir / SUMMARY),
+        metrics=read_metrics_checked(run_dir / METRICS),
         forest=require_file(run_dir / FOREST, "the run did not draw the claims' forest plot"),
         commit=commit_text(provenance),
         config_hash=str(provenance.get("config_hash") or "unknown"),
