@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stamp import machine_text  # benchmarks/ is the script's directory, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -81,6 +83,7 @@ def main() -> None:
     lines = [f"{what} from a fresh clone of {commit} on {os.cpu_count()} CPUs: {seconds:.1f} s ({seconds / 60:.2f} min)",
              "job seconds per rule (benchmark files):"]
     lines += [f"  {rule:22s} {total:7.1f} s over {n} jobs" for rule, (total, n) in per_rule.items()]
+    lines.append(machine_text())
     text = "\n".join(lines) + "\n"
     print(text, end="")
     out = REPO / args.out

@@ -61,7 +61,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stamp import commit_stamp  # benchmarks/ is the script's directory, first on sys.path
+from stamp import commit_stamp, cpu_name  # benchmarks/ is the script's directory, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
@@ -258,17 +257,6 @@ def run_cuda(args) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def table(rows: list[dict], cpu: bool) -> list[str]:

@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                for v in args.variants.split(",")]
     base = next((r for r in results if r["variant"] == "ce"), results[0])
     import transformers
-    from loss_bench import cpu_name
-    from stamp import commit_stamp
+    from stamp import commit_stamp, cpu_name
 
     kind = "cuda" if cuda else "cpu"
     device = torch.cuda.get_device_name() if cuda else f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"

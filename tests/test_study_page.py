@@ -233,14 +233,16 @@ def test_calibration_bounds_are_inclusive(value, expected):
 
 def test_runs_section_gives_seed_commit_and_run_time(tmp_path, readme):
     timed = tmp_path / "dag_time.txt"
-    timed.write_text("make run from a fresh clone of e734597 on 2 CPUs: 424.3 s (7.07 min)\njob seconds per rule:\n")
+    timed.write_text("make run from a fresh clone of e734597 on 2 CPUs: 424.3 s (7.07 min)\njob seconds per rule:\n"
+                     "machine: AMD EPYC (family 25, model 17); torch 2.13.0+cpu, CPU capability AVX512\n")
     pinned = make_run(tmp_path, 1, dirty=True)
     (pinned / "results/base").mkdir()
     (pinned / "results/base/tiny.metrics.json").write_text(json.dumps({"threads": 1}))
     page = write_page(tmp_path, readme, [pinned, make_run(tmp_path, 2)], times=[timed])
     runs = section(page, "Runs")
-    assert table_row(runs, "1")[1:] == ["`0123456789 with uncommitted changes`", "`hash1`", "7.1 min on 2 CPUs", "1"]
-    assert table_row(runs, "2")[1:] == ["`0123456789`", "`hash2`", "not recorded", "not recorded"]
+    assert table_row(runs, "1")[1:] == ["`0123456789 with uncommitted changes`", "`hash1`", "7.1 min on 2 CPUs", "1",
+                                        "AMD EPYC (family 25, model 17); torch 2.13.0+cpu, CPU capability AVX512"]
+    assert table_row(runs, "2")[1:] == ["`0123456789`", "`hash2`", "not recorded", "not recorded", "not recorded"]
 
 
 def test_commit_comes_from_any_table_when_the_scoreboard_has_no_provenance(tmp_path):

@@ -170,7 +170,7 @@ def calibration_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
 def runs_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
     return pd.DataFrame([{"world seed": run.world_seed, "commit": f"`{run.commit}`",
                           "config hash": f"`{run.config_hash}`", "run time": run.run_time,
-                          "pretraining threads": run.pretrain_threads}
+                          "pretraining threads": run.pretrain_threads, "machine": run.machine}
                          for run in ordered(runs)], dtype=object)
 
 

@@ -43,6 +43,7 @@ class StudyRun(NamedTuple):
     config_hash: str
     run_time: str
     pretrain_threads: str
+    machine: str = "not recorded"
 
 
 def read_claims(path: str | Path) -> pd.DataFrame:
@@ -93,6 +94,17 @@ def read_run_time(path: str | Path | None) -> str:
         raise DocInputError(f"{path}: its first line gives no wall time in seconds (\"... 424.3 s ...\")")
     cpus = _CPUS.search(first)
     return f"{float(seconds.group(1)) / 60:.1f} min" + (f" on {cpus.group(1)} CPUs" if cpus else "")
+
+
+def read_machine(path: str | Path | None) -> str:
+    """The machine line benchmarks/dag_time.py writes last ("machine: AMD EPYC (family 25, model 17);
+    torch ..., CPU capability AVX512"), without its label; "not recorded" without a file or a line.
+    The pre-trained model's floats depend on the CPU's kernels, so the page shows it beside the run."""
+    if path is None:
+        return NOT_RECORDED
+    lines = require_file(path, "give a benchmarks/dag_time.py result file").read_text(encoding="utf-8").splitlines()
+    found = [line.removeprefix("machine:").strip() for line in lines if line.startswith("machine:")]
+    return found[-1] if found and found[-1] else NOT_RECORDED
 
 
 def read_pretrain_threads(run_dir: str | Path) -> str:
@@ -147,4 +159,5 @@ def read_run(run_dir: str | Path, time_file: str | Path | None = None) -> StudyR
         config_hash=str(provenance.get("config_hash") or "unknown"),
         run_time=read_run_time(time_file),
         pretrain_threads=read_pretrain_threads(run_dir),
+        machine=read_machine(time_file),
     )
