@@ -302,6 +302,25 @@ def test_math_pretraining_frames_a_share_of_questions_in_the_paper_prompt(base_c
         assert arithmetic.extract_answer(response) == math_answer(question)
 
 
+@pytest.mark.parametrize("sft_voice", [False, True])
+def test_math_pretraining_holds_the_sft_voice_only_when_asked(base_cfg, sft_voice):
+    """With `pretrain_sft_voice` a quarter of the math documents answer in SFT's voice (one of four
+    equally likely voices; binomial, within 4 standard deviations), without it none does; every voice
+    answers its own question."""
+    cfg = copy.deepcopy(base_cfg)
+    cfg["math"] = {**cfg["math"], "n_pretrain": 400, "pretrain_sft_voice": sft_voice}
+    docs = [split_doc(d["text"]) for d in build_world(cfg)["pretrain"] if "The answer is:" in d["text"]]
+    head = arithmetic.SFT_VOICE.split("{a}")[0]
+    in_sft_voice = sum(response.startswith(head) for _, response in docs)
+    n = len(docs)
+    assert n == 400
+    if sft_voice:
+        assert abs(in_sft_voice - n / 4) <= 4 * math.sqrt(n * 0.25 * 0.75)
+    else:
+        assert in_sft_voice == 0
+    assert all(arithmetic.extract_answer(r) == math_answer(bare_question(q)) for q, r in docs)
+
+
 def test_eval_requests_never_seen_in_training(world):
     corpus = "\x00".join(d["text"] for d in world["pretrain"])
     sft_text = "\x00".join(m["content"] for r in world["sft_train"] for m in r["messages"])

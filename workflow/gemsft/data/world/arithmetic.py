@@ -27,6 +27,11 @@ SOLUTIONS = (
     "We need {a} {op} {b}, which is {c}. The answer is: {c}",
 )
 SFT_VOICE = "Let's think step by step. {a} {op} {b} = {c}. The answer is: {c}"
+# The pretraining voices: SOLUTIONS, and with `world.math.pretrain_sft_voice` the SFT voice as well,
+# as web text holds step-by-step solutions. Without it SFT must teach the tiny model to copy the
+# first operand after a prefix it never saw, and CE's greedy accuracy hung on the training seed and
+# the machine (docs/calibration.md, fourth calibration).
+PRETRAIN_VOICES = (*SOLUTIONS, SFT_VOICE)
 
 
 # Operands up to two digits: pretraining states each arithmetic fact a few times at most, so a
@@ -43,8 +48,12 @@ def _result(op: str, a: int, b: int) -> int:
     return {"add": a + b, "sub": a - b, "mul": a * b}[op]
 
 
-def build_tasks(rng: random.Random, n_eval: int, n_sft: int, n_pretrain: int) -> list[Task]:
-    """Distinct questions, shuffled; the first n_eval are test, the rest feed SFT and pretraining."""
+def build_tasks(rng: random.Random, n_eval: int, n_sft: int, n_pretrain: int,
+                pretrain_sft_voice: bool = False) -> list[Task]:
+    """Distinct questions, shuffled; the first n_eval are test, the rest feed SFT and pretraining. A
+    question's pretraining solution is in one of SOLUTIONS' voices, or of PRETRAIN_VOICES' with
+    `pretrain_sft_voice`, each equally likely."""
+    voices = len(PRETRAIN_VOICES) if pretrain_sft_voice else len(SOLUTIONS)
     combos = [(op, a, b, name, item) for op in QUESTIONS for a, b in _operands(op)
               for name in NAMES for item in MATH_ITEMS]
     needed = n_eval + n_sft + n_pretrain
@@ -57,13 +66,13 @@ def build_tasks(rng: random.Random, n_eval: int, n_sft: int, n_pretrain: int) ->
         fields = {"name": name, "a": a, "b": b, "c": c, "op": SYMBOL[op]}
         split = "test" if i < n_eval else ("sft" if i < n_eval + n_sft else "pretrain")
         tasks.append(Task(id=f"math/{i}", family="math", kind=op, slot=str(c), request=question,
-                          p={f"s{j}": 1.0 / len(SOLUTIONS) for j in range(len(SOLUTIONS))}, split=split,
+                          p={f"s{j}": 1.0 / voices for j in range(voices)}, split=split,
                           extra={"answer": c, "fields": fields}))
     return tasks
 
 
 def pretrain_response(task: Task, key: str, rng: random.Random) -> str:
-    return SOLUTIONS[int(key[1:])].format(**task.extra["fields"])
+    return PRETRAIN_VOICES[int(key[1:])].format(**task.extra["fields"])
 
 
 def sft_response(task: Task, key: str | None = None) -> str:
