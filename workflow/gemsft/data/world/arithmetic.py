@@ -34,14 +34,18 @@ SFT_VOICE = "Let's think step by step. {a} {op} {b} = {c}. The answer is: {c}"
 PRETRAIN_VOICES = (*SOLUTIONS, SFT_VOICE)
 
 
-# Operands up to two digits: pretraining states each arithmetic fact a few times at most, so a
-# question's difficulty is graded by how often (if ever) its fact was seen.
-def _operands(op: str):
+# Operands up to two digits (`world.math.max_operand` for sums and differences; products stay at 9 x
+# 9): pretraining states each arithmetic fact a few times at most, so a question's difficulty is graded
+# by how often (if ever) its fact was seen.
+MAX_OPERAND = 19  # the default before the fourth calibration
+
+
+def _operands(op: str, max_operand: int = MAX_OPERAND):
     if op == "mul":
         return itertools.product(range(2, 10), range(2, 10))
     if op == "sub":
-        return ((a, b) for a in range(2, 20) for b in range(1, a))
-    return itertools.product(range(1, 20), range(1, 20))
+        return ((a, b) for a in range(2, max_operand + 1) for b in range(1, a))
+    return itertools.product(range(1, max_operand + 1), range(1, max_operand + 1))
 
 
 def _result(op: str, a: int, b: int) -> int:
@@ -49,12 +53,12 @@ def _result(op: str, a: int, b: int) -> int:
 
 
 def build_tasks(rng: random.Random, n_eval: int, n_sft: int, n_pretrain: int,
-                pretrain_sft_voice: bool = False) -> list[Task]:
+                pretrain_sft_voice: bool = False, max_operand: int = MAX_OPERAND) -> list[Task]:
     """Distinct questions, shuffled; the first n_eval are test, the rest feed SFT and pretraining. A
     question's pretraining solution is in one of SOLUTIONS' voices, or of PRETRAIN_VOICES' with
     `pretrain_sft_voice`, each equally likely."""
     voices = len(PRETRAIN_VOICES) if pretrain_sft_voice else len(SOLUTIONS)
-    combos = [(op, a, b, name, item) for op in QUESTIONS for a, b in _operands(op)
+    combos = [(op, a, b, name, item) for op in QUESTIONS for a, b in _operands(op, max_operand)
               for name in NAMES for item in MATH_ITEMS]
     needed = n_eval + n_sft + n_pretrain
     if needed > len(combos):
