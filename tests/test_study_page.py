@@ -224,6 +224,17 @@ def test_per_seed_target_without_ce_seeds_is_not_measured():
         assert (row["measured"], row["status"]) == ("", "not measured")
 
 
+def test_per_seed_target_reads_the_beta_free_run_and_rejects_a_seed_given_twice():
+    target = next(t for t in calibration.TARGETS if t.per_seed)
+    rows = metrics_rows((30.0, 40.0, 50.0))
+    # A run of the same name with a beta (an override giving CE one) is another run, not CE's.
+    with_beta = rows + [{**rows[0], "beta": "0.7", "value": 99.0}]
+    assert calibration.seed_values(pd.DataFrame(with_beta), "tiny", target) == [30.0, 40.0, 50.0]
+    # Two metrics tables concatenated: the seed's value would be ambiguous.
+    with pytest.raises(ValueError, match=r"several rows for training seed 1236"):
+        calibration.seed_values(pd.DataFrame(rows + [rows[0]]), "tiny", target)
+
+
 @pytest.mark.parametrize("value, expected", [(10.0, "met"), (70.0, "met"), (9.99, "not met"), (70.01, "not met"),
                                              (math.nan, "not measured"), (None, "not measured")])
 def test_calibration_bounds_are_inclusive(value, expected):
@@ -303,7 +314,7 @@ def rewrite(path: str, edit):
     (rewrite("results/data/world.json", lambda t: "{not json"), "results/data/world.json", "is not JSON"),
     (rewrite("results/summary.csv", lambda t: "model,objective\n"), "results/summary.csv", "lacks column(s) beta"),
     (rewrite("results/metrics.csv", lambda t: "model,objective,seed\n"), "results/metrics.csv",
-     "lacks column(s) task, metric, k, value"),
+     "lacks column(s) beta, task, metric, k, value"),
     (rewrite("results/metrics.csv", lambda t: t.replace(",1234,", ",first,", 1)), "results/metrics.csv",
      "seed is not a number"),
     (rewrite("results/summary.csv", lambda t: t + t.split("\n", 2)[1] + "\n"), "results/summary.csv",

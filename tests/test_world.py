@@ -42,7 +42,8 @@ TINY_OVERRIDES = {
     "pretrain_samples_per_chat_prompt": 3,
     "pretrain_samples_per_code_task": 2,
     "preference_pairs_per_prompt": 2,
-    "math": {"n_eval": 5, "n_sft": 7, "n_pretrain": 11, "pretrain_paper_prompt_fraction": 0.3},
+    "math": {"n_eval": 5, "n_sft": 7, "n_pretrain": 11, "pretrain_paper_prompt_fraction": 0.3,
+             "pretrain_sft_voice": False, "max_operand": 19},
     "knowledge": {"n_countries": 4, "repeats": 3},
 }
 

@@ -72,10 +72,15 @@ def seed_values(metrics: pd.DataFrame | None, model: str, target: Target) -> lis
         return []
     df = metrics
     rows = df[(df["model"].astype(str) == model) & (df["objective"].astype(str) == target.objective)
+              & (df["beta"].astype(str) == NO_BETA)
               & (df["task"].astype(str) == target.task) & (df["metric"].astype(str) == target.metric)]
     k = pd.to_numeric(rows["k"], errors="coerce")
     rows = rows[k.isna()] if target.k is None else rows[k == target.k]
     rows = rows.assign(seed=pd.to_numeric(rows["seed"], errors="raise")).sort_values("seed")
+    repeated = sorted(set(rows["seed"][rows["seed"].duplicated()]))
+    if repeated:
+        raise ValueError(f"metrics.csv: target {target.what!r} of model {model!r} has several rows for "
+                         f"training seed {', '.join(map(str, repeated))}; one run per seed expected")
     return [float(v) for v in pd.to_numeric(rows["value"], errors="raise")]
 
 

@@ -135,7 +135,8 @@ def read_metrics_checked(path: str | Path) -> pd.DataFrame:
                                            "metric": str})
     except (ValueError, UnicodeDecodeError) as err:
         raise input_error(path, err) from None
-    missing = [c for c in ("model", "objective", "seed", "task", "metric", "k", "value") if c not in metrics]
+    missing = [c for c in ("model", "objective", "beta", "seed", "task", "metric", "k", "value")
+               if c not in metrics]
     if missing:
         raise DocInputError(f"{path} lacks column(s) {', '.join(missing)}")
     for column in ("seed", "value"):

@@ -54,9 +54,8 @@ def build_world(cfg: dict) -> dict[str, list[dict]]:
     rng = random.Random(cfg["seed"])
     tasks = (chat.build_tasks(rng, cfg["test_fraction"], cfg["zipf_exponent"], quality_seed=cfg["seed"])
              + code.build_tasks(rng, cfg["zipf_exponent"], **cfg["code"])
-             + arithmetic.build_tasks(rng, **{k: cfg["math"][k] for k in ("n_eval", "n_sft", "n_pretrain")},
-                                      pretrain_sft_voice=cfg["math"].get("pretrain_sft_voice", False),
-                                      max_operand=cfg["math"].get("max_operand", arithmetic.MAX_OPERAND)))
+             + arithmetic.build_tasks(rng, **{k: cfg["math"][k] for k in
+                                              ("n_eval", "n_sft", "n_pretrain", "pretrain_sft_voice", "max_operand")}))
     facts = knowledge.build_facts(rng, cfg["knowledge"]["n_countries"])
     repeats = {"chat": cfg["pretrain_samples_per_chat_prompt"], "code": cfg["pretrain_samples_per_code_task"],
                "math": 1}
