@@ -5,7 +5,8 @@ Usage: python benchmarks/sampling_bench.py [--model-dir DIR] [--configfile confi
 
 Samples what the `sample` rule samples for one fine-tuned model, by default the chat task alone
 (n = 32 per prompt); `--outputs chat code humaneval math math_greedy` is the whole job (one model load
-for all). Per backend it reports the output tokens, output tokens/s of the sampling call
+for all). Backends: hf, vllm, and hf-repeat: hf without the shared prefill (`generate` repeats each
+prompt n times before its prefill), whose rows should equal hf's (the table says whether they do). Per backend it reports the output tokens, output tokens/s of the sampling call
 (`generate_requests`: model load, vLLM's engine start and generation; Python imports excluded), the
 wall time of the whole process (as a DAG job pays it), and the ratios to the first backend. Run it on an otherwise idle machine; the backends run
 one after the other.
@@ -25,25 +26,28 @@ from stamp import commit_stamp  # benchmarks/ is the script's directory, first o
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
-import json, sys, time
+import hashlib, json, sys, time
 start = time.perf_counter()
 from gemsft.sample.plan import sample_requests, task_settings
-from gemsft.sample.generate import generate_requests
+from gemsft.sample import generate
 import yaml
 
 def main():
     model_dir, configfile, world, backend, outputs = sys.argv[1:6]
+    if backend == "hf-repeat":  # hf with generate's own prompt repetition, no shared prefill
+        generate.SHARED_PREFILL, backend = False, "hf"
     with open(configfile) as f:
         config = yaml.safe_load(f)
     sampling = config["sampling"]
     settings = {task: task_settings(sampling, task) for task in sampling["tasks"]}
     requests = sample_requests(world, settings, outputs.split(","))
     generation = time.perf_counter()
-    rows = generate_requests(model_dir, list(requests.values()), backend=backend,
+    rows = generate.generate_requests(model_dir, list(requests.values()), backend=backend,
                              batch_size=sampling["batch_size"])
     print(json.dumps({"seconds": time.perf_counter() - start, "generate_s": time.perf_counter() - generation,
                       "tokens": sum(r["num_tokens"] for task_rows in rows for r in task_rows),
-                      "samples": sum(len(task_rows) for task_rows in rows)}))
+                      "samples": sum(len(task_rows) for task_rows in rows),
+                      "rows_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()}))
 
 if __name__ == "__main__":
     main()
@@ -79,12 +83,12 @@ def main() -> None:
     results = [run_backend(b, args.model_dir, args.configfile, args.world, args.outputs) for b in args.backends]
     first = results[0]
     print(f"outputs: {' '.join(args.outputs)}; model {args.model_dir}")
-    print(f"{'backend':8s} {'samples':>8s} {'tokens':>8s} {'call tok/s':>10s} {'x first':>8s} {'wall s':>8s} "
-          f"{'x first':>8s}")
+    print(f"{'backend':10s} {'samples':>8s} {'tokens':>8s} {'call tok/s':>10s} {'x first':>8s} {'wall s':>8s} "
+          f"{'x first':>8s}  rows = first's")
     for r in results:
-        print(f"{r['backend']:8s} {r['samples']:8d} {r['tokens']:8d} {r['generate_tokens_per_s']:10.0f} "
+        print(f"{r['backend']:10s} {r['samples']:8d} {r['tokens']:8d} {r['generate_tokens_per_s']:10.0f} "
               f"{r['generate_tokens_per_s'] / first['generate_tokens_per_s']:8.2f} {r['wall_s']:8.1f} "
-              f"{r['wall_s'] / first['wall_s']:8.2f}")
+              f"{r['wall_s'] / first['wall_s']:8.2f}  {'yes' if r['rows_sha256'] == first['rows_sha256'] else 'no'}")
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"commit": commit_stamp().removeprefix("commit "), "model_dir": args.model_dir, "configfile": args.configfile, "outputs": args.outputs,

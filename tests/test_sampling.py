@@ -183,6 +183,29 @@ def test_hf_greedy_equals_a_manual_argmax_loop(model_dir, tokenizer):
     assert {r["finish_reason"] for r in rows} == {"stop", "length"}
 
 
+def test_hf_shared_prefill_samples_what_generate_samples_on_its_own(model_dir, tokenizer):
+    """Each prompt prefilled once and its cache repeated for its n samples (`shared_prefill`) gives the
+    tokens of transformers' own path, which repeats the prompt n times before the prefill, on the same
+    seed: three prompts of different lengths in one left-padded batch, so padding is exercised."""
+    spec = SamplingSpec(n=5, max_tokens=10)
+    ids = sampling.encode_prompts(tokenizer, [p["prompt"] for p in PROMPTS], "chat")
+    [samples] = sampling._generate_hf(model_dir, [(ids, spec)], batch_size=64)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    pad, stop = tokenizer.pad_token_id, decoding.stop_ids_of(tokenizer, model_dir)
+    width = max(map(len, ids))
+    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
+    attention = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        torch.manual_seed(spec.seed)  # the first batch's seed
+        out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=spec.max_tokens,
+                             num_return_sequences=spec.n, do_sample=True, temperature=spec.temperature,
+                             top_k=spec.top_k, top_p=spec.top_p, eos_token_id=stop, pad_token_id=pad)
+    expected = [sampling.finish(seq, stop, spec.max_tokens)[0] for seq in out[:, width:].tolist()]
+    got = [sample["token_ids"] for prompt_samples in samples for sample in prompt_samples]
+    assert got == expected
+    assert len({tuple(t) for t in got}) > len(PROMPTS)  # sampled, not one sequence per prompt
+
+
 def test_hf_length_finish(model_dir):
     spec = SamplingSpec(n=4, max_tokens=3)
     rows = generate(model_dir, PROMPTS, spec, backend="hf", batch_size=1)

@@ -18,7 +18,9 @@ per batch; vLLM: one per prompt and sample), so sampled rows match only in distr
 Speed (benchmarks/sampling_bench.py, one default `sample` job of the tiny model, 3,408 samples
 and 85k tokens, 2 CPU cores): hf 28 s, vLLM 67 s, start-up included. vLLM decodes faster once
 running, but its engine start-up dominates a 1M-parameter model's job here, so the embedded default
-uses hf; the paper tier (GPU, 8B model) uses vLLM.
+uses hf; the paper tier (GPU, 8B model) uses vLLM. The hf backend prefills each prompt once for its n
+samples into a static KV cache (`shared_prefill`): the same rows as `generate`'s own path, whose
+sampling call is 1.5x slower on that job (benchmarks/results/sampling_prefill_bench.json).
 
 Rows, one per (prompt, sample), ordered by prompt then sample index::
 
@@ -45,6 +47,9 @@ from gemsft.sample.vllm_backend import generate_vllm, vllm_available, vllm_suppo
 BACKENDS = ("auto", "hf", "vllm")
 # hf backend: the most sequences (prompts per call x n) one `generate` call holds.
 MAX_SEQUENCES_PER_CALL = 512
+# hf backend: prefill each prompt once for its n samples (`shared_prefill`); False leaves the repetition
+# to `generate` (benchmarks/sampling_bench.py's "hf-repeat" times the two side by side).
+SHARED_PREFILL = True
 
 
 # --------------------------------------------------------------------------------------- prompts
@@ -108,6 +113,30 @@ def _prompts_per_call(n: int, batch_size: int) -> int:
     return max(1, min(batch_size, MAX_SEQUENCES_PER_CALL // n))
 
 
+def shared_prefill(model, input_ids, attention, n: int, max_new_tokens: int):
+    """A KV cache for `generate` holding every prompt token but the last, computed once per prompt and
+    repeated for its n samples (rows prompt-major, as num_return_sequences orders them), with room for
+    the last prompt token and `max_new_tokens` more.
+
+    Two costs of `generate`'s own path go: it repeats each prompt n times before the prefill (n x L
+    tokens of forward pass for one prompt of L tokens, the n copies holding the same keys and
+    values), and its dynamic cache grows by concatenation, copying the whole (n x L)-row cache at every
+    step; a static cache is written in place. `generate` then processes only the last prompt token,
+    whose logits give the first sample. Positions follow `generate`'s own convention for left padding
+    (the attention mask's running count, padding at 1), so the cached keys are those `generate` would
+    compute: the rows are the same (tests/test_sampling.py; benchmarks/sampling_bench.py's hf-repeat)."""
+    from transformers import DynamicCache, StaticCache
+
+    position_ids = (attention.long().cumsum(-1) - 1).masked_fill(attention == 0, 1)
+    prompt_cache = DynamicCache(config=model.config)
+    model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1], position_ids=position_ids[:, :-1],
+          past_key_values=prompt_cache, use_cache=True, logits_to_keep=1)
+    cache = StaticCache(config=model.config, max_cache_len=input_ids.shape[1] + max_new_tokens)
+    for index, layer in enumerate(prompt_cache.layers):
+        cache.update(layer.keys.repeat_interleave(n, dim=0), layer.values.repeat_interleave(n, dim=0), index)
+    return cache
+
+
 def _generate_hf(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]],
                  batch_size: int, loading: dict | None = None) -> list[list[list[dict]]]:
     """Per request (prompt ids, spec): per prompt, spec.n samples. One model load for all requests,
@@ -127,6 +156,8 @@ def _generate_hf(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]]
             eos_token_id=stop_ids, pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, use_cache=True,
             **({} if spec.greedy else {"temperature": spec.temperature, "top_k": spec.top_k, "top_p": spec.top_p}),
         )
+        # The same settings on inputs already repeated n times (after the shared prefill).
+        expanded = GenerationConfig(**{**config.to_dict(), "num_return_sequences": 1})
         per_call = _prompts_per_call(spec.n, batch_size)
         starts = range(0, len(prompt_ids), per_call)
         results: list[list[dict]] = []
@@ -137,7 +168,13 @@ def _generate_hf(model_dir, requests: list[tuple[list[list[int]], SamplingSpec]]
             attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch]).to(input_ids)
             with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG alone
                 torch.manual_seed(spec.seed + batch_index)
-                out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
+                if SHARED_PREFILL and spec.n > 1 and width > 1:
+                    cache = shared_prefill(model, input_ids, attention, spec.n, spec.max_tokens)
+                    out = model.generate(input_ids=input_ids.repeat_interleave(spec.n, dim=0),
+                                         attention_mask=attention.repeat_interleave(spec.n, dim=0),
+                                         past_key_values=cache, generation_config=expanded)
+                else:
+                    out = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
             generated = out[:, width:].tolist()
             for i in range(len(batch)):
                 samples = []
