@@ -289,15 +289,3 @@ def test_registry_binds_the_fused_forms_with_their_settings():
     assert same(changed.fused(hidden, weight, labels), eaft_loss(hidden @ weight.T, labels, alpha=0.5))
     loss, stats = bind_loss(get_objective("dft")).fused(hidden, weight, labels, return_stats=True)
     assert same(stats.ce, ce_loss(hidden @ weight.T, labels))
-
-
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_auto_keeps_dft_and_eaft_on_logits_until_measured(device):
-    from gemsft.train.fused_choice import MEASURED, choose_fused_loss
-
-    for name in ("dft", "eaft"):
-        assert (device, name) not in MEASURED
-        auto = choose_fused_loss("auto", device, name, True)
-        assert not auto.value and auto.reason == f"fused loss {name!r} not measured on {device}: on logits"
-        assert choose_fused_loss(True, device, name, True).value
-        assert not choose_fused_loss(False, device, name, True).value
