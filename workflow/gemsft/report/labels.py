@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from gemsft.config import NO_BETA, beta_label
 
-# The paper's reading order: the pre-trained model, the CE family, then GEM.
-OBJECTIVE_ORDER = ("base", "ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid")
+# The paper's reading order: the pre-trained model, the CE family, then GEM; then the newer objectives.
+OBJECTIVE_ORDER = ("base", "ce", "ce_wd", "neft", "ce_entropy", "gem", "gem_log_sigmoid", "dft", "ts2", "eaft",
+                   "asft")
 
 OBJECTIVE_NAMES = {
     "base": "Pre-trained",
@@ -18,6 +19,10 @@ OBJECTIVE_NAMES = {
     "ce_entropy": "CE + Entropy",
     "gem": "GEM",
     "gem_log_sigmoid": "GEM (log-sigmoid)",
+    "dft": "DFT",
+    "ts2": "TS²",
+    "eaft": "EAFT",
+    "asft": "ASFT",
 }
 
 TASK_NAMES = {"chat": "chat", "code": "code", "humaneval": "HumanEval", "math": "math",
