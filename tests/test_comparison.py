@@ -101,7 +101,7 @@ def test_clearly_more_diverse_at_equal_quality_is_supported():
     assert [quality[c] for c in ("difference", "ci_low", "ci_high")] == [0.0, 0.0, 0.0]
     sbert = rows["diversity", "sbert_diversity", None]
     assert sbert["ci_low"] > 0 and sbert["difference"] == pytest.approx(5 + spread.mean())
-    assert (verdict["verdict"], verdict["arm"]) == ("supported", "dft")
+    assert (verdict["verdict"], verdict["arm"]) == ("supported", "DFT")
     assert "Sentence-BERT diversity" in verdict["reason"] and f"above -{MARGIN:g}" in verdict["reason"]
 
 
@@ -146,8 +146,8 @@ def test_a_missing_objective_value_is_untestable_with_its_reason():
     stages = [s for s in scenario(same, lambda v, i, seed: v + 5)
               if not (s["run"]["objective"] == "dft" and s["stage"] == "chat_quality")]
     rows, verdict = verdict_of(stages)
-    assert rows["quality", "oracle_win_rate", 32]["reason"] == "missing chat oracle win rate, BoN@32 for dft"
-    assert rows["pass_at_k", "pass_at_k", 100]["reason"] == "missing code pass@100 for dft"
+    assert rows["quality", "oracle_win_rate", 32]["reason"] == "missing chat oracle win rate, BoN@32 for DFT"
+    assert rows["pass_at_k", "pass_at_k", 100]["reason"] == "missing code pass@100 for DFT"
     assert verdict["verdict"] == "untestable" and "missing chat oracle win rate" in verdict["reason"]
 
 
@@ -275,7 +275,7 @@ def test_comparison_csv_round_trip_and_malformed_files(tmp_path):
         load_comparison(tmp_path / "bad.csv")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     raw[raw["measure"] != "verdict"].to_csv(tmp_path / "no_verdict.csv", index=False)
-    with pytest.raises(ValueError, match="no_verdict.csv has no verdict row for dft"):
+    with pytest.raises(ValueError, match="no_verdict.csv has no verdict row for DFT"):
         load_comparison(tmp_path / "no_verdict.csv")
 
 
@@ -302,7 +302,7 @@ def test_frontier_has_a_panel_per_diversity_metric_and_highlights_ce():
     assert vendi.loc["ce", "x"] == 3.0 and vendi.loc["ce", "value"] == 50.0 and vendi.loc["ce", "x_high"] == 4.5
     assert set(table.metric) == {"oracle_win_rate"} and len(table) == 12
     sizes = {c.get_label(): c.get_sizes()[0] for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)}
-    assert sizes["CE"] == max(sizes.values()) > sizes["dft"]
+    assert sizes["CE"] == max(sizes.values()) > sizes["DFT"]
     with pytest.raises(ValueError, match="no rows for task 'chat', metric 'oracle_win_rate' at k=32"):
         draw_figure("objectives_frontier", FigureData(summary=frontier_summary().query("metric != 'oracle_win_rate'")),
                     {"source": "world"})
@@ -314,7 +314,7 @@ def test_pass_at_k_figure_has_a_line_per_objective():
     assert list(dict.fromkeys(table.objective)) == ["ce", "gem", "dft", "ts2", "eaft", "asft"]
     assert set(table.panel) == {"code"} and sorted({float(x) for x in table.x}) == [1.0, 10.0, 100.0]
     widths = {line.get_label(): line.get_linewidth() for line in fig.axes[0].get_lines()}
-    assert widths["CE"] > widths["dft"]
+    assert widths["CE"] > widths["DFT"]
 
 
 # --------------------------------------------------------------------------- the rule

@@ -68,14 +68,14 @@ def test_the_section_is_written_between_the_markers(tmp_path, update):
     inside = text.split(START)[1].split(END)[0]
     assert "commit `0123456789`, config hash `c0ffee`, run time 55.0 min on 2 CPUs" in inside
     assert "- 1 of 2 objectives supported, 1 contradicted, 0 inconclusive, 0 untestable." in inside
-    verdicts = {line.split("|")[1].strip(): line for line in inside.splitlines() if line.startswith("| dft")
-                or line.startswith("| ts2")}
-    assert "| supported " in verdicts["dft"] and "| contradicted " in verdicts["ts2"]
+    verdicts = {line.split("|")[1].strip(): line for line in inside.splitlines() if line.startswith("| DFT")
+                or line.startswith("| TS²")}
+    assert "| supported " in verdicts["DFT"] and "| contradicted " in verdicts["TS²"]
     # The tables: CE's own values first, then each objective's difference with its interval.
-    assert "| CE (its own value) " in inside and "| dft − CE " in inside and "| ts2 − CE " in inside
+    assert "| CE (its own value) " in inside and "| DFT − CE " in inside and "| TS² − CE " in inside
     assert "chat oracle win rate, BoN@32" in inside and "chat Sentence-BERT diversity" in inside
     assert "code pass@100" in inside and "knowledge alignment tax (acc)" in inside
-    ts2 = next(line for line in inside.splitlines() if line.startswith("| ts2 − CE"))
+    ts2 = next(line for line in inside.splitlines() if line.startswith("| TS² − CE"))
     assert "-20.0 [-20.0, -20.0]" in ts2  # 20 points worse on every prompt
     for name in update.FIGURES:
         assert (docs / f"{name}.png").read_bytes() == b"png " + name.encode() and f"]({name}.png)" in inside
