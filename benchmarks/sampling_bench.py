@@ -91,7 +91,10 @@ def main() -> None:
               f"{r['wall_s'] / first['wall_s']:8.2f}  {'yes' if r['rows_sha256'] == first['rows_sha256'] else 'no'}")
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"commit": commit_stamp().removeprefix("commit "), "model_dir": args.model_dir, "configfile": args.configfile, "outputs": args.outputs,
+    # Paths as seen from the repository, so the result file reads the same on any machine.
+    model_dir, world = (os.path.relpath(REPO / p, REPO) for p in (args.model_dir, args.world))
+    out.write_text(json.dumps({"commit": commit_stamp().removeprefix("commit "), "model_dir": model_dir,
+                               "world": world, "configfile": args.configfile, "outputs": args.outputs,
                                "cpus": os.cpu_count(),
                                "results": results}, indent=2) + "\n")
     print(f"wrote {args.out}")
