@@ -6,7 +6,8 @@ Usage: python benchmarks/sampling_bench.py [--model-dir DIR] [--configfile confi
 Samples what the `sample` rule samples for one fine-tuned model, by default the chat task alone
 (n = 32 per prompt); `--outputs chat code humaneval math math_greedy` is the whole job (one model load
 for all). Backends: hf, vllm, and hf-repeat: hf without the shared prefill (`generate` repeats each
-prompt n times before its prefill), whose rows should equal hf's (the table says whether they do). Per backend it reports the output tokens, output tokens/s of the sampling call
+prompt n times before its prefill), whose rows should equal hf's (the table says whether they do).
+Per backend it reports the output tokens, output tokens/s of the sampling call
 (`generate_requests`: model load, vLLM's engine start and generation; Python imports excluded), the
 wall time of the whole process (as a DAG job pays it), and the ratios to the first backend. Run it on an otherwise idle machine; the backends run
 one after the other.

@@ -20,7 +20,7 @@ and 85k tokens, 2 CPU cores): hf 28 s, vLLM 67 s, start-up included. vLLM decode
 running, but its engine start-up dominates a 1M-parameter model's job here, so the embedded default
 uses hf; the paper tier (GPU, 8B model) uses vLLM. The hf backend prefills each prompt once for its n
 samples into a static KV cache (`shared_prefill`): the same rows as `generate`'s own path, whose
-sampling call is 1.5x slower on that job (benchmarks/results/sampling_prefill_bench.json).
+sampling call is 1.4x slower on a default job (benchmarks/results/sampling_prefill_bench.json).
 
 Rows, one per (prompt, sample), ordered by prompt then sample index::
 
