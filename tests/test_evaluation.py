@@ -79,6 +79,29 @@ def test_world_code_pass_at_k_through_the_sandbox():
     assert world_program(record, good).endswith("assert add_3(-3) == 0\n")
 
 
+def test_code_runs_each_distinct_program_once_and_gives_copies_its_outcome(monkeypatch):
+    import gemsft.evaluate.code as code_stage
+
+    ran = []
+
+    def recording(programs, **kwargs):  # the real sandbox, with the programs it was given noted
+        ran.append(list(programs))
+        return run_programs(programs, **kwargs)
+
+    from gemsft.evaluate.sandbox import run_programs
+    monkeypatch.setattr(code_stage, "run_programs", recording)
+    record = {"id": "code/add/3", "entry_point": "add_3", "tests": ["assert add_3(1) == 4"]}
+    good = "def add_3(x):\n    return x + 3"
+    bad = "def add_3(x):\n    return x - 3"
+    # The same code fenced or not is the same program.
+    texts = [good, bad, f"```python\n{good}\n```", good, bad]
+    _, per_prompt, executions = evaluate_code([record], rows_of({record["id"]: texts}), "code", [1], timeout_s=5)
+    assert len(ran) == 1 and sorted(ran[0]) == sorted({world_program(record, good), world_program(record, bad)})
+    assert [e["passed"] for e in executions] == [True, False, True, True, False]
+    assert [e["sample_index"] for e in executions] == [0, 1, 2, 3, 4]
+    assert per_prompt[0]["value"] == pytest.approx(60.0)
+
+
 def test_humaneval_records_use_the_magicoder_prompt_and_complete_programs():
     problems = humaneval_problems()
     assert len(problems) == 164 and problems[0]["id"] == "HumanEval/0"
