@@ -30,7 +30,7 @@ def train_settings():
     does not re-run the runs that already exist, and minus keep_checkpoints, which changes no model
     (the train script reads it from the config); plus the model's chat template source when set."""
     settings = {k: v for k, v in config["train"].items()
-                if k not in ("objectives", "gem_betas", "seeds", "keep_checkpoints")}
+                if k not in ("objectives", "gem_betas", "seeds", "extra_seeds", "keep_checkpoints")}
     if config["model"].get("chat_template_from"):
         settings["chat_template_from"] = config["model"]["chat_template_from"]
     return settings

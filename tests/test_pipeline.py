@@ -43,16 +43,21 @@ def test_sweep_config_trains_ce_and_every_gem_beta(tmp_path):
 
 
 def test_study_config_plans_six_objectives_times_three_seeds_and_the_verdicts(tmp_path):
-    """config/study.yaml (docs/pipeline.md): every objective of the paper at three training seeds, every
-    evaluation item, the samples the claims need (32 chat, 100 code per problem), then the verdicts;
-    config/calibration.yaml trains CE alone, at the study's seeds."""
+    """config/study.yaml (docs/pipeline.md): every objective of the paper at three training seeds, CE
+    and GEM at four more, every evaluation item, the samples the claims need (32 chat, 100 code per
+    problem), then the verdicts; config/calibration.yaml trains CE alone, at the study's seeds."""
     project = copy_project(tmp_path)
     study = yaml.safe_load((project / "config/study.yaml").read_text())
     assert len(study["train"]["seeds"]) >= 3 and 100 in study["evaluation"]["pass_k"]
     assert study["sampling"]["tasks"]["chat"]["n"] >= 32 and study["sampling"]["tasks"]["code"]["n"] >= 100
-    counts = planned_jobs(snakemake(project, "-n", "--cores", "1", "--configfile", "config/study.yaml"))
-    assert counts["train"] == 6 * 3 and counts["sample"] == 6 * 3 and counts["claims"] == 1
-    assert counts["evaluate_math"] == 6 * 3 + 1  # the base model answers math too (calibration)
+    extra = study["train"]["extra_seeds"]
+    assert set(extra) == {"ce", "gem"} and len(extra["ce"]) == len(extra["gem"]) == 4
+    result = snakemake(project, "-n", "--cores", "1", "--configfile", "config/study.yaml")
+    counts = planned_jobs(result)
+    assert counts["train"] == 6 * 3 + 2 * 4 and counts["sample"] == 6 * 3 + 2 * 4 and counts["claims"] == 1
+    assert counts["evaluate_math"] == 6 * 3 + 2 * 4 + 1  # the base model answers math too (calibration)
+    assert "results/sft/tiny/gem/beta-0.7/seed-1240/model" in result.stdout
+    assert "results/sft/tiny/neft/beta-na/seed-1237/model" not in result.stdout
     counts = planned_jobs(snakemake(project, "-n", "--cores", "1", "--configfile", "config/calibration.yaml"))
     assert counts["train"] == 3 and counts["evaluate_math"] == 3 + 1
 
@@ -62,6 +67,8 @@ def test_study_config_plans_six_objectives_times_three_seeds_and_the_verdicts(tm
     ({"train": {"epochs": "three"}}, "'train.epochs': 'three' is not of type 'number'"),
     ({"train": {"gem_betas": [0.0]}}, "'train.gem_betas.0'"),
     ({"train": {"objectives": ["ce", "gem_v2"]}}, "'train.objectives.1': 'gem_v2' is not one of"),
+    ({"train": {"extra_seeds": {"dft": [7]}}}, "'train.extra_seeds.dft': 'dft' is not one of train.objectives"),
+    ({"train": {"extra_seeds": {"gem": [1234]}}}, "'train.extra_seeds.gem': seed 1234 is already in train.seeds"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, override, message):
     project = copy_project(tmp_path)

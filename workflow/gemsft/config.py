@@ -41,14 +41,31 @@ def beta_label(beta) -> str:
         return str(beta)
 
 
+def objective_seeds(train: dict, objective: str) -> list[int]:
+    """An objective's training seeds: train.seeds, then its train.extra_seeds."""
+    return list(train["seeds"]) + list((train.get("extra_seeds") or {}).get(objective, []))
+
+
 def sft_runs(config: dict) -> list[Run]:
     """Every (objective, beta, seed) of the config: GEM objectives at each beta, others once."""
     train, model = config["train"], config["model"]["name"]
     runs = []
     for name in train["objectives"]:
         betas = [beta_label(b) for b in train["gem_betas"]] if get_objective(name).uses_beta else [NO_BETA]
-        runs.extend(Run(model, name, beta, seed) for beta in betas for seed in train["seeds"])
+        runs.extend(Run(model, name, beta, seed) for beta in betas for seed in objective_seeds(train, name))
     return runs
+
+
+def check_extra_seeds(train: dict) -> None:
+    """train.extra_seeds names objectives of train.objectives, with seeds not already in train.seeds."""
+    for objective, seeds in (train.get("extra_seeds") or {}).items():
+        if objective not in train["objectives"]:
+            raise ValueError(f"invalid config at 'train.extra_seeds.{objective}': {objective!r} is not one of "
+                             f"train.objectives ({', '.join(train['objectives'])})")
+        repeated = sorted(set(seeds) & set(train["seeds"]))
+        if repeated:
+            raise ValueError(f"invalid config at 'train.extra_seeds.{objective}': seed {repeated[0]} is already "
+                             "in train.seeds")
 
 
 def parse_beta(label: str) -> float | None:
@@ -78,6 +95,7 @@ def check_model_paths(config: dict) -> None:
 def check_consistency(config: dict) -> None:
     """Constraints between keys that a JSON schema cannot express."""
     check_model_paths(config)
+    check_extra_seeds(config["train"])
     chat_n = config["sampling"]["tasks"]["chat"]["n"]
     too_big = [n for n in config["evaluation"]["bon_n"] if n > chat_n]
     if too_big:
