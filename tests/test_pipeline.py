@@ -44,19 +44,21 @@ def test_sweep_config_trains_ce_and_every_gem_beta(tmp_path):
 
 def test_study_config_plans_six_objectives_times_three_seeds_and_the_verdicts(tmp_path):
     """config/study.yaml (docs/pipeline.md): every objective of the paper at three training seeds, CE
-    and GEM at four more, every evaluation item, the samples the claims need (32 chat, 100 code per
+    and the log-sigmoid GEM at four more, every evaluation item, the samples the claims need (32 chat, 100 code per
     problem), then the verdicts; config/calibration.yaml trains CE alone, at the study's seeds."""
     project = copy_project(tmp_path)
     study = yaml.safe_load((project / "config/study.yaml").read_text())
     assert len(study["train"]["seeds"]) >= 3 and 100 in study["evaluation"]["pass_k"]
     assert study["sampling"]["tasks"]["chat"]["n"] >= 32 and study["sampling"]["tasks"]["code"]["n"] >= 100
     extra = study["train"]["extra_seeds"]
-    assert set(extra) == {"ce", "gem"} and len(extra["ce"]) == len(extra["gem"]) == 4
+    # The claims' GEM is the log-sigmoid one (gemsft.report.claims), so its arm gets the seeds.
+    assert set(extra) == {"ce", "gem_log_sigmoid"} and len(extra["ce"]) == len(extra["gem_log_sigmoid"]) == 4
     result = snakemake(project, "-n", "--cores", "1", "--configfile", "config/study.yaml")
     counts = planned_jobs(result)
     assert counts["train"] == 6 * 3 + 2 * 4 and counts["sample"] == 6 * 3 + 2 * 4 and counts["claims"] == 1
     assert counts["evaluate_math"] == 6 * 3 + 2 * 4 + 1  # the base model answers math too (calibration)
-    assert "results/sft/tiny/gem/beta-0.7/seed-1240/model" in result.stdout
+    assert "results/sft/tiny/gem_log_sigmoid/beta-0.7/seed-1240/model" in result.stdout
+    assert "results/sft/tiny/gem/beta-0.7/seed-1237/model" not in result.stdout
     assert "results/sft/tiny/neft/beta-na/seed-1237/model" not in result.stdout
     counts = planned_jobs(snakemake(project, "-n", "--cores", "1", "--configfile", "config/calibration.yaml"))
     assert counts["train"] == 3 and counts["evaluate_math"] == 3 + 1

@@ -221,7 +221,9 @@ def study_page(runs: Sequence[StudyRun]) -> str:
         "The smallest difference A − B each claim's test detects with 80% power at the 5% level, "
         "(1.96 + 0.84) standard errors, the standard error read off the width of the claim's 95% "
         "interval. The design asked for 5 points on a 0-100 metric: a claim whose entry is above that "
-        "could miss a 5-point effect, and its \"inconclusive\" is weak evidence of no effect.",
+        "could miss a 5-point effect, and its \"inconclusive\" is weak evidence of no effect. "
+        "`items x seeds`: the items each seed pair shares, times the seed pairs (training seeds paired by "
+        "value; the pre-trained model's one seed pairs with each seed of the other arm).",
         "",
         markdown(power_table(runs)),
         "",
