@@ -374,6 +374,30 @@ def test_power_section_gives_each_claims_detectable_difference_per_seed(tmp_path
     assert table_row(power, "`pass_at_100`")[-1] == "—"  # no interval, nothing to power
 
 
+def test_data_to_decide_is_the_square_of_the_interval_side_over_the_difference():
+    """Were the difference true and the interval to narrow as 1/sqrt(data), 16x the data turns
+    +1 [-3, +5] (side facing 0: 4) into +1 +- 1: just decisive; a negative difference uses the upper
+    side; a difference of 0 is never decided."""
+    assert study_page.data_to_decide(1.0, -3.0, 5.0) == pytest.approx(16.0)
+    assert study_page.data_to_decide(-2.0, -9.0, 1.0) == pytest.approx(2.25)
+    assert study_page.data_to_decide(0.0, -1.0, 1.0) == math.inf
+    # Check the scaling itself: the side shrinks by sqrt(16) to exactly the difference.
+    assert (1.0 - (-3.0)) / math.sqrt(study_page.data_to_decide(1.0, -3.0, 5.0)) == pytest.approx(1.0)
+
+
+def test_power_section_lists_what_each_inconclusive_claim_would_take(tmp_path, readme):
+    one = make_run(tmp_path, 1, {"math_greedy": "inconclusive", "alignment_tax": "inconclusive"})
+    claims = pd.read_csv(one / "results/claims.csv")
+    claims.loc[claims.id == "math_greedy", ["difference", "ci_low", "ci_high"]] = [1.0, -3.0, 5.0]
+    claims.loc[claims.id == "alignment_tax", ["difference", "ci_low", "ci_high"]] = [-0.5, -4.0, 3.5]
+    claims.to_csv(one / "results/claims.csv", index=False)
+    power = section(write_page(tmp_path, readme, [one]), "Power")
+    undecided = power.split("A planning figure", 1)[1]
+    assert table_row(undecided, "`math_greedy`")[1:] == ["+1.0 [-3.0, +5.0]: 16x"]
+    assert table_row(undecided, "`alignment_tax`")[1:] == ["-0.5 [-4.0, +3.5]: 64x"]  # upper side 4.0: (4 / 0.5)^2
+    assert "| `entropy`" not in undecided  # decisive claims have no row there
+
+
 # --------------------------------------------------------------------------- benchmarks/calibration.py
 
 

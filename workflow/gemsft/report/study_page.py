@@ -13,7 +13,7 @@ import pandas as pd
 
 from gemsft.report import calibration
 from gemsft.report.cells import DIGITS, MISSING
-from gemsft.report.claims import UNTESTABLE, VERDICTS, format_difference
+from gemsft.report.claims import INCONCLUSIVE, UNTESTABLE, VERDICTS, format_difference
 from gemsft.report.study_runs import StudyRun
 
 FLIPS, SAME = "flips", "same"
@@ -142,6 +142,43 @@ def power_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
     return pd.DataFrame(rows, dtype=object)
 
 
+def data_to_decide(difference: float, ci_low: float, ci_high: float) -> float:
+    """How many times a claim's data (items x seeds) would bring the side of its 95% interval that
+    faces 0 down to the observed difference, so that the interval just excludes 0, were the difference
+    the true one and the interval to narrow as one over the square root of the data:
+    (that side / |difference|)^2. Infinite for a difference of exactly 0."""
+    if difference == 0:
+        return math.inf
+    side = difference - ci_low if difference > 0 else ci_high - difference
+    return (side / abs(difference)) ** 2
+
+
+def _fold_text(fold: float) -> str:
+    if math.isinf(fold):
+        return "∞"
+    return f"{fold:.1f}x" if fold < 10 else f"{fold:,.0f}x"
+
+
+def undecided_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
+    """One row per claim that is inconclusive under some world seed: per seed, its difference and the
+    data that would decide it (`data_to_decide`); "—" where that seed's verdict is decisive or missing."""
+    runs = ordered(runs)
+    tables = [_by_key(run) for run in runs]
+    rows = []
+    for key in _keys(runs):
+        found = [table.get(key) for table in tables]
+        if not any(c is not None and c.verdict == INCONCLUSIVE for c in found):
+            continue
+        row = {"claim": f"`{key[1]}`"}
+        for run, c in zip(runs, found):
+            row[seed_title(run.world_seed)] = (
+                f"{format_difference(c.difference, c.ci_low, c.ci_high, DIGITS.get(c.metric, 1))}: "
+                f"{_fold_text(data_to_decide(c.difference, c.ci_low, c.ci_high))}"
+                if c is not None and c.verdict == INCONCLUSIVE else MISSING)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["claim"] + [seed_title(r.world_seed) for r in runs], dtype=object)
+
+
 def calibration_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
     """One row per target (and model, when there are several): its range and, per world seed, the
     measured value and whether it is met. A run needs only `world_seed`, `summary` and `metrics` here
@@ -172,6 +209,21 @@ def runs_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
                           "config hash": f"`{run.config_hash}`", "run time": run.run_time,
                           "pretraining threads": run.pretrain_threads, "machine": run.machine}
                          for run in ordered(runs)], dtype=object)
+
+
+def _undecided_text(runs: Sequence[StudyRun]) -> list[str]:
+    table = undecided_table(runs)
+    if table.empty:
+        return []
+    return [
+        "Each inconclusive claim's difference and interval, and how many times the study's data (items x "
+        "seeds) would make that difference just decisive, were it the true one and the interval to narrow "
+        "as one over the square root of the data: (the side of the interval facing 0 / |difference|)². "
+        "A planning figure, not evidence: a difference near 0 asks for data without end.",
+        "",
+        markdown(table),
+        "",
+    ]
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -227,6 +279,7 @@ def study_page(runs: Sequence[StudyRun]) -> str:
         "",
         markdown(power_table(runs)),
         "",
+        *_undecided_text(runs),
         "## Calibration",
         "",
         "The embedded world's calibration targets: the ranges the pre-trained model and CE should land in "
