@@ -98,8 +98,11 @@ def read_dag_time(path: Path) -> Measured:
             rules[found["rule"]] = (float(found["s"]), int(found["jobs"]))
     if not rules:
         raise DocInputError(f"{path}: no per-rule lines (\"  rule  S s over N jobs\")")
+    # "note: ..." lines, added by hand after the run, say what the number alone does not (a run that
+    # shared the machine); the pages quote them beside the time.
+    notes = [line.strip()[len("note: "):] for line in lines[1:] if line.strip().startswith("note: ")]
     return Measured(head["commit"], {"what": head["what"], "seconds": float(head["s"]), "cpus": int(head["cpus"]),
-                                     "rules": rules})
+                                     "rules": rules, "notes": notes})
 
 
 def read_env_time(path: Path) -> Measured:
@@ -260,7 +263,8 @@ def time_section(dag: Measured, studies: dict[int, Measured], env: Measured, imp
         lines.append(
             f"The study (`config/study.yaml`) for world seed {seed} takes **{_minutes(s['seconds'])}** "
             f"({s['seconds']:,.1f} s on {s['cpus']} CPUs, commit {study.commit}; "
-            f"`benchmarks/results/{STUDY_TIME.format(seed=seed)}`); sampling is {sample:,.0f} of its job seconds.")
+            f"`benchmarks/results/{STUDY_TIME.format(seed=seed)}`); sampling is {sample:,.0f} of its job seconds."
+            + "".join(f" Note: {note}" for note in s["notes"]))
     if not studies:
         lines.append("The study has no timing on record.")
     e, imp = env.values, imports.values
