@@ -21,7 +21,6 @@ Writes benchmarks/results/code_eval_bench.txt (`--out`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -29,14 +28,10 @@ from pathlib import Path
 from stamp import commit_stamp, machine_text  # benchmarks/ is the script's directory, first on sys.path
 
 from gemsft.evaluate.code import run_distinct, world_program
+from gemsft.files import read_jsonl
 from gemsft.evaluate.sandbox import run_programs
 
 DEFAULT_SAMPLE = "tiny/gem/beta-0.7/seed-1234/code.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def programs_of(results: Path, sample_file: Path) -> list[str]:

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from gemsft.data.world.code import extract_code
-from gemsft.evaluate.sandbox import run_programs
+from gemsft.evaluate.sandbox import ExecutionResult, run_programs
 from gemsft.evaluate.stage import mean_rows, metric, truncation_rows
 
 
@@ -64,7 +64,7 @@ def evaluate_code(records: list[dict], samples: list[dict], task: str, ks: list[
 
 
 def run_distinct(programs: list[str], task: str, timeout_s: float, workers: int | None,
-                 sandbox: str) -> list:
+                 sandbox: str) -> list[ExecutionResult]:
     """`run_programs`'s results for `programs`, each distinct program run once.
 
     A program is its whole text (solution, tests and call), and the sandbox gives it no input and no

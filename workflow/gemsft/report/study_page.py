@@ -48,8 +48,12 @@ def verdict_cell(claim) -> str:
         return f"{UNTESTABLE}: {claim.reason}" if claim.reason else UNTESTABLE
     if math.isnan(claim.difference):
         return claim.verdict
-    digits = DIGITS.get(claim.metric, 1)
-    return f"{claim.verdict}: {format_difference(claim.difference, claim.ci_low, claim.ci_high, digits)}"
+    return f"{claim.verdict}: {difference_text(claim)}"
+
+
+def difference_text(claim) -> str:
+    """"+0.48 [+0.40, +0.55]": the difference A − B and its 95% interval, in the metric's digits."""
+    return format_difference(claim.difference, claim.ci_low, claim.ci_high, DIGITS.get(claim.metric, 1))
 
 
 def _by_key(run: StudyRun) -> dict:
@@ -172,8 +176,7 @@ def undecided_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
         row = {"claim": f"`{key[1]}`"}
         for run, c in zip(runs, found):
             row[seed_title(run.world_seed)] = (
-                f"{format_difference(c.difference, c.ci_low, c.ci_high, DIGITS.get(c.metric, 1))}: "
-                f"{_fold_text(data_to_decide(c.difference, c.ci_low, c.ci_high))}"
+                f"{difference_text(c)}: {_fold_text(data_to_decide(c.difference, c.ci_low, c.ci_high))}"
                 if c is not None and c.verdict == INCONCLUSIVE else MISSING)
         rows.append(row)
     return pd.DataFrame(rows, columns=["claim"] + [seed_title(r.world_seed) for r in runs], dtype=object)
