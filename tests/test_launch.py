@@ -88,6 +88,36 @@ def test_unknown_task_is_an_error():
         run("pretrain", {}, processes=1)
 
 
+# Tasks for the process-group test below, run through launch.TASKS like the fine-tuning.
+def join_a_group_of_one(store: str, fail: bool = False) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    if fail:
+        raise RuntimeError("the task failed")
+
+
+def use_the_group(store: str) -> None:
+    torch.distributed.barrier()
+
+
+def test_a_task_leaves_the_group_it_joined_and_keeps_the_callers(tmp_path, monkeypatch):
+    """A process group left up to interpreter exit can abort a finished rank (gloo threads; seen in CI
+    as SIGABRT after training), so a task's group is destroyed when it ends, failed or not; a group the
+    caller had before the task is the caller's and stays."""
+    monkeypatch.setitem(launch.TASKS, "join", (__name__, "join_a_group_of_one"))
+    monkeypatch.setitem(launch.TASKS, "use", (__name__, "use_the_group"))
+    run("join", {"store": str(tmp_path / "a")}, processes=1)
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(RuntimeError, match="the task failed"):
+        run("join", {"store": str(tmp_path / "b"), "fail": True}, processes=1)
+    assert not torch.distributed.is_initialized()
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'c'}", rank=0, world_size=1)
+    try:
+        run("use", {"store": str(tmp_path / "c")}, processes=1)
+        assert torch.distributed.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_two_process_sft_equals_one_process_with_gradient_accumulation(tmp_path, base_dir):
     # Answers of different lengths, so micro-batches differ in padding and token counts.
     rows = [{"id": f"r{i}", "messages": [MESSAGES[0], {"role": "assistant", "content": "yes " * (i % 5 + 1)}]}

@@ -53,10 +53,42 @@ TASKS = {"finetune": ("gemsft.train.sft", "finetune")}
 
 
 def run_task(task: str, kwargs: dict) -> None:
+    """Run `task(**kwargs)`, then leave the process group the task joined (`leave_process_group`)."""
     if task not in TASKS:
         raise ValueError(f"unknown launch task {task!r}; known: {', '.join(TASKS)}")
     module, name = TASKS[task]
-    getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    joined_before = _in_process_group()
+    finished = False
+    try:
+        getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+        finished = True
+    finally:
+        if not joined_before:
+            leave_process_group(finished)
+
+
+def _in_process_group() -> bool:
+    if "torch" not in sys.modules:  # torch.distributed is only ever initialised by a task that imported torch
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def leave_process_group(finished: bool = True) -> None:
+    """Destroy the torch.distributed process group, if one is up, while the interpreter is whole.
+
+    Left to interpreter exit, gloo's worker threads can outlive the objects they hold and the process
+    aborts after its work is done ("terminate called without an active exception", SIGABRT; pytorch
+    issue 190489), which fails a finished job. A rank that finished waits at a barrier first, so none
+    tears its group down while another still talks to it; one that failed leaves at once."""
+    if not _in_process_group():
+        return
+    import torch.distributed as dist
+
+    if finished and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 # torch.distributed's rendezvous variables, which a launcher sets for each of its processes.
