@@ -28,8 +28,8 @@ from pathlib import Path
 from stamp import commit_stamp, machine_text  # benchmarks/ is the script's directory, first on sys.path
 
 from gemsft.evaluate.code import run_distinct, world_program
-from gemsft.files import read_jsonl
 from gemsft.evaluate.sandbox import run_programs
+from gemsft.files import read_jsonl
 
 DEFAULT_SAMPLE = "tiny/gem/beta-0.7/seed-1234/code.jsonl"
 
